@@ -1,0 +1,872 @@
+"""One execution of a flow: queues, scheduling, completion, failure handling.
+
+Design (see docs/design.md):
+
+* One lock per job. Routing an emit appends to the target queues and, when the target routine
+  has no task running, evaluates its policy and submits one *task* to the pool. A task keeps
+  taking activations for its routine while the policy yields them, so a busy routine drains
+  its queue without one pool hand-off per payload, and a routine runs at most
+  ``max_concurrency`` activations at once per job.
+* Completion by counting: ``outstanding`` counts live tasks, armed timers and in-progress
+  calls into the job. Emits schedule their targets before the emitting task ends, so the
+  count reaches zero only when the job has really drained.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections import deque
+from functools import partial
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from ._context import CURRENT, ActivationContext
+from .activation_policies import PolicyView
+from .error_handling import ErrorStrategy
+from .errors import (
+    ActivationPolicyError,
+    EmitOutsideActivationError,
+    IllegalTransitionError,
+    JobNotAcceptingWorkError,
+    JobTimeoutError,
+    PauseTimeoutError,
+    QueueFullError,
+    RoutineTimeoutError,
+    UnknownEventError,
+)
+from .job_state import ExecutionRecord, JobState, JobStatus
+from .slot import Overflow
+
+if TYPE_CHECKING:
+    from ._plan import FlowPlan, Target
+    from ._timers import TimerHandle
+    from .routine import Routine
+    from .runtime import Runtime
+
+__all__ = ["Activation", "Job", "RoutineStats"]
+
+_FAIRNESS = 64
+"""Activations one task runs before yielding its worker to other queued tasks."""
+
+_SOURCE_MESSAGE = MappingProxyType({"policy": "source"})
+_DURATION_SAMPLES = 1024
+
+
+class Activation:
+    """The input of one activation (kept for retries, saving and timeouts)."""
+
+    __slots__ = ("abandoned", "attempt", "due", "finished", "message", "ri", "seq", "slot_data",
+                 "timer")
+
+    def __init__(
+        self, ri: int, slot_data: dict[str, list[dict[str, Any]]], message: Any, attempt: int,
+        seq: int,
+    ) -> None:
+        self.ri = ri
+        self.slot_data = slot_data
+        self.message = message
+        self.attempt = attempt
+        self.seq = seq
+        self.abandoned = False
+        self.finished = False
+        self.timer: TimerHandle | None = None
+        self.due = 0.0
+
+    def to_dict(self, routine_id: str, retry_in: float = 0.0) -> dict[str, Any]:
+        return {
+            "routine_id": routine_id,
+            "slot_data": self.slot_data,
+            "message": dict(self.message) if self.message is not None else None,
+            "attempt": self.attempt,
+            "seq": self.seq,
+            "retry_in": retry_in,
+        }
+
+
+class RoutineStats:
+    """Per-job counters of one routine (written under the job lock)."""
+
+    __slots__ = ("activations", "durations", "errors", "max", "min", "payloads_in",
+                 "payloads_out", "retries", "skipped", "timeouts", "total")
+
+    def __init__(self) -> None:
+        self.activations = 0
+        self.errors = 0
+        self.retries = 0
+        self.skipped = 0
+        self.timeouts = 0
+        self.payloads_in = 0
+        self.payloads_out = 0
+        self.total = 0.0
+        self.min = float("inf")
+        self.max = 0.0
+        self.durations: deque[float] = deque(maxlen=_DURATION_SAMPLES)
+
+    def record(self, seconds: float) -> None:
+        self.activations += 1
+        self.total += seconds
+        if seconds < self.min:
+            self.min = seconds
+        if seconds > self.max:
+            self.max = seconds
+        self.durations.append(seconds)
+
+    def to_dict(self) -> dict[str, Any]:
+        samples = sorted(self.durations)
+        n = len(samples)
+
+        def pct(p: float) -> float:
+            return samples[min(n - 1, int(p * n))] if n else 0.0
+
+        return {
+            "activations": self.activations,
+            "errors": self.errors,
+            "retries": self.retries,
+            "skipped": self.skipped,
+            "timeouts": self.timeouts,
+            "payloads_in": self.payloads_in,
+            "payloads_out": self.payloads_out,
+            "duration": {
+                "min": self.min if n else 0.0,
+                "avg": self.total / self.activations if self.activations else 0.0,
+                "p50": pct(0.50),
+                "p95": pct(0.95),
+                "max": self.max,
+                "total": self.total,
+            },
+        }
+
+
+class Job:
+    """The runtime's side of one job (the user's side is its :class:`JobState`)."""
+
+    def __init__(
+        self, runtime: Runtime, plan: FlowPlan, state: JobState, *, keep_open: bool,
+        flow_name: str, timeout: float | None,
+    ) -> None:
+        self.runtime = runtime
+        self.plan = plan
+        self.state = state
+        self.job_id = state.job_id
+        self.flow_name = flow_name
+        self.timeout = timeout
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+        n = len(plan.routine_ids)
+        self.queues: list[deque[dict[str, Any]]] = [deque() for _ in range(plan.queue_count)]
+        self.caps = plan.caps
+        self.routes = plan.routes
+        self.tasks = [0] * n
+        self.maxc = plan.max_concurrency
+        self.policies = plan.policies
+        self.retry_ready: list[deque[Activation]] = [deque() for _ in range(n)]
+        self.retry_waiting: set[Activation] = set()
+        self.executing: set[Activation] = set()
+        self.policy_timers: list[TimerHandle | None] = [None] * n
+        self.stats = [RoutineStats() for _ in range(n)]
+        timers = runtime._timers
+        self.timers = timers
+        self.views: list[PolicyView] = []
+        for ri in range(n):
+            base = plan.queue_base[ri]
+            names = plan.slot_names[ri]
+            self.views.append(
+                PolicyView(
+                    routine_id=plan.routine_ids[ri],
+                    slot_names=names,
+                    queues=tuple(self.queues[base : base + len(names)]),
+                    state={},
+                    job_state=state,
+                    now=timers.now,
+                    arm=partial(self._arm_policy_timer, ri),
+                )
+            )
+        self.outstanding = 0
+        self.ntasks = 0
+        self.seq = state.activation_seq
+        self.paused = False
+        self.pause_reason = ""
+        self.stopped = False
+        self.keep_open = keep_open
+        self.completing = False
+        self.blocked_producers = 0
+        self.settled = False
+        self.settled_event = threading.Event()
+        self.job_timer: TimerHandle | None = None
+        self.epoch = runtime._epoch_offset
+        state._live = self
+
+    # -- starting ----------------------------------------------------------------------------
+
+    def restore(self) -> None:
+        """Load queued payloads, in-flight activations and policy state saved in the state."""
+        state = self.state
+        plan = self.plan
+        placed: list[tuple[int, list[dict[str, Any]]]] = []
+        for rid, slots in state.pending.items():
+            for slot, payloads in slots.items():
+                _, qi = plan.queue_index(rid, slot)
+                placed.append((qi, list(payloads)))
+        acts: list[tuple[Activation, float]] = []
+        for item in state.in_flight:
+            ri = self._routine_index(item["routine_id"])
+            act = Activation(ri, dict(item["slot_data"]), item.get("message"),
+                             int(item.get("attempt", 0)), int(item.get("seq", 0)))
+            acts.append((act, float(item.get("retry_in", 0.0))))
+        for rid, ps in state.policy_states.items():
+            self.views[self._routine_index(rid)].state.update(ps)
+        for qi, payloads in placed:
+            self.queues[qi].extend(payloads)
+        for act, retry_in in acts:
+            if retry_in > 0:
+                self._arm_retry_locked(act, retry_in)
+            else:
+                self.retry_ready[act.ri].append(act)
+        state.pending = {}
+        state.in_flight = []
+        state.policy_states = {}
+
+    def _routine_index(self, routine_id: str) -> int:
+        ri = self.plan.index_of.get(routine_id)
+        if ri is None:
+            from .errors import UnknownRoutineError
+
+            raise UnknownRoutineError(
+                f"saved job {self.job_id} refers to routine {routine_id!r}, which flow "
+                f"{self.plan.flow_id!r} does not have",
+                flow_id=self.plan.flow_id,
+                routine_id=routine_id,
+            )
+        return ri
+
+    def start(self, deliver_entry: bool, entry: dict[str, Any]) -> None:
+        with self.lock:
+            self.state._transition(JobStatus.RUNNING)
+            self.outstanding += 1  # guard: no quiescence while starting
+            if deliver_entry:
+                self.state.entry_delivered = True
+                if self.plan.entry_targets:
+                    self._deliver_locked(self.plan.entry_targets, entry)
+                for ri in self.plan.sources:
+                    self.seq += 1
+                    act = Activation(ri, {}, _SOURCE_MESSAGE, 0, self.seq)
+                    self.executing.add(act)
+                    self._spawn_locked(ri, act)
+            for ri in range(len(self.tasks)):
+                while self.tasks[ri] < self.maxc[ri] and self._try_start_locked(ri):
+                    pass
+            if self.timeout is not None:
+                self.job_timer = self.timers.call_later(self.timeout, self._on_job_timeout)
+            self._done_locked()
+
+    # -- the hot path ------------------------------------------------------------------------
+
+    def emit(self, ri: int, event: str, payload: dict[str, Any], ctx: ActivationContext) -> None:
+        targets = self.routes[ri].get(event)
+        if targets is None:
+            rid = self.plan.routine_ids[ri]
+            raise UnknownEventError(
+                f"routine {rid!r} has no event {event!r} "
+                f"(events: {', '.join(self.routes[ri]) or 'none'})",
+                routine_id=rid,
+                event=event,
+            )
+        with self.lock:
+            act = ctx.activation
+            if self.stopped or act is None or act.abandoned:
+                self.state.discarded_emits += 1
+                return
+            self.stats[ri].payloads_out += 1
+            if targets:
+                self._deliver_locked(targets, payload)
+
+    def emit_from(
+        self, routine: Routine, event: str, payload: dict[str, Any], ctx: ActivationContext
+    ) -> None:
+        matches = [i for i, r in enumerate(self.plan.routines) if r is routine]
+        if len(matches) != 1:
+            where = "is not part of" if not matches else "appears several times in"
+            raise EmitOutsideActivationError(
+                f"{type(routine).__qualname__}.emit({event!r}) was called from the logic of "
+                f"routine {self.plan.routine_ids[ctx.routine_index]!r}, but that routine "
+                f"{where} flow {self.plan.flow_id!r}; emit from the routine whose logic runs"
+            )
+        self.emit(matches[0], event, payload, ctx)
+
+    def _deliver_locked(self, targets: tuple[Target, ...], payload: dict[str, Any]) -> None:
+        queues = self.queues
+        caps = self.caps
+        for _, qi in targets:
+            if len(queues[qi]) >= caps[qi]:
+                self._make_room_locked(targets)
+                if self.stopped:
+                    self.state.discarded_emits += 1
+                    return
+                break
+        tasks = self.tasks
+        maxc = self.maxc
+        stats = self.stats
+        paused = self.paused
+        for di, qi in targets:
+            queues[qi].append(payload)
+            stats[di].payloads_in += 1
+            if tasks[di] < maxc[di] and not paused:
+                self._try_start_locked(di)
+
+    def _make_room_locked(self, targets: tuple[Target, ...]) -> None:
+        plan = self.plan
+        queues = self.queues
+        caps = self.caps
+        deadline: float | None = None
+        while True:
+            full = [(di, qi) for di, qi in targets if len(queues[qi]) >= caps[qi]]
+            if not full:
+                return
+            for di, qi in full:
+                if plan.overflows[qi] is Overflow.FAIL:
+                    raise self._queue_full(di, qi, "is full")
+            blocking = []
+            for di, qi in full:
+                if plan.overflows[qi] is Overflow.DROP_OLDEST:
+                    queues[qi].popleft()
+                    _, si = plan.queue_owner[qi]
+                    key = f"{plan.routine_ids[di]}.{plan.slot_names[di][si]}"
+                    self.state.dropped[key] = self.state.dropped.get(key, 0) + 1
+                else:
+                    blocking.append((di, qi))
+            if not blocking:
+                return
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + min(plan.block_timeouts[qi] for _, qi in blocking)
+            remaining = deadline - now
+            if remaining <= 0:
+                di, qi = blocking[0]
+                raise self._queue_full(
+                    di, qi, f"stayed full for {plan.block_timeouts[qi]:g} s"
+                )
+            self.blocked_producers += 1
+            try:
+                self.cond.wait(remaining)
+            finally:
+                self.blocked_producers -= 1
+            if self.stopped:
+                return
+
+    def _queue_full(self, di: int, qi: int, how: str) -> QueueFullError:
+        plan = self.plan
+        _, si = plan.queue_owner[qi]
+        rid = plan.routine_ids[di]
+        slot = plan.slot_names[di][si]
+        return QueueFullError(
+            f"job {self.job_id}: queue of slot {rid}.{slot} {how} "
+            f"(max_queue_length={plan.caps[qi]}); the payload was not accepted. Raise "
+            "max_queue_length, slow the producer, or choose overflow='drop_oldest'",
+            job_id=self.job_id,
+            routine_id=rid,
+            slot=slot,
+        )
+
+    def _take_locked(self, ri: int) -> Activation | None:
+        rq = self.retry_ready[ri]
+        if rq:
+            act = rq.popleft()
+        else:
+            try:
+                res = self.policies[ri].take(self.views[ri], False)
+            except Exception as exc:
+                self._policy_failed_locked(ri, exc)
+                return None
+            if res is None:
+                return None
+            self.seq += 1
+            act = Activation(ri, res[0], res[1], 0, self.seq)
+            if self.blocked_producers:
+                self.cond.notify_all()
+        self.executing.add(act)
+        return act
+
+    def _try_start_locked(self, ri: int) -> bool:
+        act = self._take_locked(ri)
+        if act is None:
+            return False
+        self._spawn_locked(ri, act)
+        return True
+
+    def _spawn_locked(self, ri: int, act: Activation) -> None:
+        self.tasks[ri] += 1
+        self.ntasks += 1
+        self.outstanding += 1
+        self.runtime._submit(self, ri, act)
+
+    def run_task(self, ri: int, act: Activation) -> None:
+        """Run activations of routine ``ri`` on this worker until the policy yields none."""
+        lock = self.lock
+        with lock:
+            if self.stopped or self.paused:
+                self.executing.discard(act)
+                if not self.stopped:
+                    self.retry_ready[ri].appendleft(act)
+                self._task_end_locked(ri)
+                return
+        plan = self.plan
+        logic = plan.logics[ri]
+        state = self.state
+        history = state.execution_history
+        stats = self.stats[ri]
+        rid = plan.routine_ids[ri]
+        timeout = plan.timeouts[ri]
+        epoch = self.epoch
+        ctx = ActivationContext(self, ri, plan.routines[ri])
+        token = CURRENT.set(ctx)
+        ran = 0
+        try:
+            while True:
+                ctx.activation = act
+                if timeout is not None:
+                    act.timer = self.timers.call_later(timeout, partial(self._on_timeout, ri, act))
+                err: BaseException | None = None
+                t0 = time.perf_counter()
+                try:
+                    logic(act.slot_data, act.message, state)
+                except BaseException as exc:
+                    err = exc
+                t1 = time.perf_counter()
+                with lock:
+                    if act.abandoned:
+                        return  # timed out: the timeout handler already settled this task
+                    act.finished = True
+                    if act.timer is not None:
+                        act.timer.cancel()
+                    self.executing.discard(act)
+                    stats.record(t1 - t0)
+                    if err is None:
+                        history.append(
+                            ExecutionRecord(
+                                routine_id=rid, status="completed", started_at=t0 + epoch,
+                                duration=t1 - t0, attempt=act.attempt,
+                            )
+                        )
+                    else:
+                        self._failed_locked(ri, act, err, t0 + epoch, t1 - t0)
+                    nxt = None if self.stopped or self.paused else self._take_locked(ri)
+                    if nxt is None:
+                        self._task_end_locked(ri)
+                        return
+                    ran += 1
+                    if ran >= _FAIRNESS:
+                        self.runtime._submit(self, ri, nxt)
+                        return
+                    act = nxt
+        finally:
+            CURRENT.reset(token)
+
+    def _task_end_locked(self, ri: int) -> None:
+        self.tasks[ri] -= 1
+        self.ntasks -= 1
+        if self.ntasks == 0 and (self.paused or self.stopped):
+            self.cond.notify_all()
+            if self.stopped:
+                self._settle_locked()
+        self._done_locked()
+
+    def _done_locked(self) -> None:
+        self.outstanding -= 1
+        if self.outstanding == 0 and not self.stopped:
+            self._quiescent_locked()
+
+    # -- failures ----------------------------------------------------------------------------
+
+    def _failed_locked(
+        self, ri: int, act: Activation, err: BaseException, started: float, duration: float
+    ) -> None:
+        plan = self.plan
+        handler = plan.handlers[ri]
+        rid = plan.routine_ids[ri]
+        stats = self.stats[ri]
+        decision = handler.decide(err, act.attempt)
+        text = f"{type(err).__name__}: {err}"
+        history = self.state.execution_history
+        if decision is ErrorStrategy.RETRY:
+            stats.retries += 1
+            history.append(
+                ExecutionRecord(routine_id=rid, status="retrying", started_at=started,
+                                duration=duration, attempt=act.attempt, error=text)
+            )
+            nxt = Activation(ri, act.slot_data, act.message, act.attempt + 1, act.seq)
+            self._arm_retry_locked(nxt, handler.delay_for(nxt.attempt))
+            return
+        if decision is ErrorStrategy.SKIP:
+            stats.skipped += 1
+            history.append(
+                ExecutionRecord(routine_id=rid, status="skipped", started_at=started,
+                                duration=duration, attempt=act.attempt, error=text)
+            )
+            self.state.update_routine_state(
+                rid, {"skipped_activations": stats.skipped, "last_skipped_error": text}
+            )
+            return
+        stats.errors += 1
+        status = "timed_out" if isinstance(err, RoutineTimeoutError) else "failed"
+        history.append(
+            ExecutionRecord(routine_id=rid, status=status, started_at=started,
+                            duration=duration, attempt=act.attempt, error=text)
+        )
+        if decision is ErrorStrategy.STOP:
+            self._finish_locked(JobStatus.FAILED, err, rid)
+
+    def _policy_failed_locked(self, ri: int, exc: Exception) -> None:
+        rid = self.plan.routine_ids[ri]
+        policy = self.policies[ri]
+        err = ActivationPolicyError(
+            f"activation policy {policy.name!r} of routine {rid!r} raised "
+            f"{type(exc).__name__}: {exc}",
+            routine_id=rid,
+            policy=policy.name,
+        )
+        err.__cause__ = exc
+        self.seq += 1
+        act = Activation(ri, {}, None, 0, self.seq)
+        # A policy failure has no input to re-run: RETRY degrades to its fallback.
+        handler = self.plan.handlers[ri]
+        decision = handler.decide(err, handler.max_retries)
+        stats = self.stats[ri]
+        stats.errors += 1
+        self.state.execution_history.append(
+            ExecutionRecord(routine_id=rid, status="failed", started_at=time.time(),
+                            duration=0.0, attempt=act.attempt, error=f"{err}")
+        )
+        if decision is ErrorStrategy.STOP:
+            self._finish_locked(JobStatus.FAILED, err, rid)
+
+    def _arm_retry_locked(self, act: Activation, delay: float) -> None:
+        self.outstanding += 1
+        self.retry_waiting.add(act)
+        act.due = self.timers.now() + delay
+        act.timer = self.timers.call_at(act.due, partial(self._retry_fire, act))
+
+    def _retry_fire(self, act: Activation) -> None:
+        with self.lock:
+            act.timer = None
+            self.retry_waiting.discard(act)
+            if not self.stopped:
+                ri = act.ri
+                self.retry_ready[ri].append(act)
+                if not self.paused and self.tasks[ri] < self.maxc[ri]:
+                    self._try_start_locked(ri)
+            self._done_locked()
+
+    def _on_timeout(self, ri: int, act: Activation) -> None:
+        with self.lock:
+            if act.finished or act.abandoned or self.stopped:
+                return
+            act.abandoned = True
+            self.executing.discard(act)
+            timeout = self.plan.timeouts[ri] or 0.0
+            rid = self.plan.routine_ids[ri]
+            self.stats[ri].timeouts += 1
+            err = RoutineTimeoutError(
+                f"routine {rid!r} ran longer than its timeout of {timeout:g} s; the activation "
+                "was abandoned (its thread cannot be killed; its late emits are dropped)",
+                routine_id=rid,
+                timeout=timeout,
+            )
+            self._failed_locked(ri, act, err, time.time() - timeout, timeout)
+            self._task_end_locked(ri)
+
+    def _on_job_timeout(self) -> None:
+        with self.lock:
+            if self.stopped:
+                return
+            for act in self.executing:
+                act.abandoned = True
+            self.executing.clear()
+            self.tasks = [0] * len(self.tasks)
+            self.ntasks = 0
+            timeout = self.timeout or 0.0
+            self._finish_locked(
+                JobStatus.FAILED,
+                JobTimeoutError(
+                    f"job {self.job_id} ran longer than its execution timeout of {timeout:g} s",
+                    job_id=self.job_id,
+                    timeout=timeout,
+                ),
+                None,
+            )
+
+    # -- timers of policies ------------------------------------------------------------------
+
+    def _arm_policy_timer(self, ri: int, deadline: float) -> None:
+        if self.policy_timers[ri] is not None or self.stopped:
+            return
+        self.outstanding += 1
+        self.policy_timers[ri] = self.timers.call_at(deadline, partial(self._policy_fire, ri))
+
+    def _policy_fire(self, ri: int) -> None:
+        with self.lock:
+            self.policy_timers[ri] = None
+            if not self.stopped and not self.paused and self.tasks[ri] < self.maxc[ri]:
+                self._try_start_locked(ri)
+            self._done_locked()
+
+    # -- quiescence, completion, settling ----------------------------------------------------
+
+    def _quiescent_locked(self) -> None:
+        """Nothing runs and no timer is armed: go IDLE, flush, pause at a breakpoint, or
+        complete."""
+        if self.paused:
+            return
+        state = self.state
+        if self.keep_open and not self.completing:
+            if state.status is not JobStatus.IDLE:
+                state._transition(JobStatus.IDLE)
+            self._settle_locked()
+            return
+        self.outstanding += 1  # guard while flushing
+        for ri, view in enumerate(self.views):
+            if self.stopped:
+                break
+            if self.tasks[ri] >= self.maxc[ri] or not any(view.queues):
+                continue
+            try:
+                res = self.policies[ri].take(view, True)
+            except Exception as exc:
+                self._policy_failed_locked(ri, exc)
+                continue
+            if res is not None:
+                self.seq += 1
+                act = Activation(ri, res[0], res[1], 0, self.seq)
+                self.executing.add(act)
+                self._spawn_locked(ri, act)
+        self.outstanding -= 1
+        if self.stopped:
+            return
+        if self.outstanding:
+            if state.status is JobStatus.IDLE:
+                state._transition(JobStatus.RUNNING)
+                self._unsettle_locked()
+            return
+        held = [
+            self.plan.routine_ids[ri]
+            for ri, view in enumerate(self.views)
+            if self.policies[ri].holds(view)
+        ]
+        if held:
+            self.paused = True
+            self.pause_reason = "breakpoint"
+            state._transition(JobStatus.PAUSED)
+            self._unsettle_locked()
+            self.runtime._notify()
+            return
+        plan = self.plan
+        for qi, q in enumerate(self.queues):
+            if q:
+                ri, si = plan.queue_owner[qi]
+                key = f"{plan.routine_ids[ri]}.{plan.slot_names[ri][si]}"
+                state.unconsumed.setdefault(key, []).extend(q)
+                q.clear()
+        self._finish_locked(JobStatus.COMPLETED, None, None)
+
+    def _finish_locked(
+        self, status: JobStatus, err: BaseException | None, routine_id: str | None
+    ) -> None:
+        if self.stopped:
+            return
+        state = self.state
+        if err is not None:
+            state.error = f"{type(err).__name__}: {err}"
+            state.error_type = type(err).__name__
+            state.error_routine = routine_id
+            state.error_traceback = "".join(traceback.format_exception(err))
+        self.stopped = True
+        self.paused = False
+        state._transition(status)
+        for i, handle in enumerate(self.policy_timers):
+            if handle is not None:
+                handle.cancel()
+                self.policy_timers[i] = None
+        for act in self.retry_waiting:
+            if act.timer is not None:
+                act.timer.cancel()
+        if self.job_timer is not None:
+            self.job_timer.cancel()
+            self.job_timer = None
+        self.cond.notify_all()
+        if self.ntasks == 0:
+            self._settle_locked()
+        self.runtime._job_finished(self)
+
+    def _settle_locked(self) -> None:
+        if not self.settled:
+            self.settled = True
+            self.settled_event.set()
+            self.runtime._settle(+1)
+
+    def _unsettle_locked(self) -> None:
+        if self.settled:
+            self.settled = False
+            self.settled_event.clear()
+            self.runtime._settle(-1)
+
+    # -- control -----------------------------------------------------------------------------
+
+    def post(self, ri: int, qi: int, payload: dict[str, Any]) -> None:
+        with self.lock:
+            if self.stopped:
+                raise JobNotAcceptingWorkError(
+                    f"job {self.job_id} is {self.state.status.value} and accepts no new work; "
+                    "start a new job instead",
+                    job_id=self.job_id,
+                    status=self.state.status.value,
+                )
+            self.outstanding += 1  # guard
+            try:
+                if self.state.status is JobStatus.IDLE:
+                    self.state._transition(JobStatus.RUNNING)
+                    self._unsettle_locked()
+                self._deliver_locked(((ri, qi),), payload)
+            finally:
+                self._done_locked()
+
+    def pause(self, timeout: float | None) -> None:
+        with self.lock:
+            status = self.state.status
+            if self.stopped:
+                raise IllegalTransitionError(
+                    f"job {self.job_id} is {status.value}; only running or idle jobs can pause",
+                    job_id=self.job_id, status=status.value, target="paused",
+                )
+            if not self.paused:
+                self.state._transition(JobStatus.PAUSED)
+                self.paused = True
+                self.pause_reason = "user"
+                self._unsettle_locked()
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while self.ntasks > 0 and not self.stopped:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    running = [
+                        rid for rid, n in zip(self.plan.routine_ids, self.tasks, strict=True) if n
+                    ]
+                    raise PauseTimeoutError(
+                        f"job {self.job_id} is paused but activations of {', '.join(running)} "
+                        f"were still running after {timeout:g} s",
+                        job_id=self.job_id,
+                        running=running,
+                    )
+                self.cond.wait(remaining)
+        self.runtime._notify()
+
+    def resume(self) -> bool:
+        with self.lock:
+            if self.stopped:
+                raise IllegalTransitionError(
+                    f"job {self.job_id} is {self.state.status.value} and cannot resume",
+                    job_id=self.job_id, status=self.state.status.value, target="running",
+                )
+            if not self.paused:
+                return False
+            if self.pause_reason == "breakpoint":
+                for ri, view in enumerate(self.views):
+                    if self.policies[ri].holds(view):
+                        view.state["released"] = True
+            self.paused = False
+            self.pause_reason = ""
+            self.state._transition(JobStatus.RUNNING)
+            self._kick_locked()
+            return True
+
+    def release_breakpoint(self, ri: int) -> None:
+        with self.lock:
+            self.views[ri].state["released"] = True
+            if self.paused and self.pause_reason == "breakpoint":
+                self.paused = False
+                self.pause_reason = ""
+                self.state._transition(JobStatus.RUNNING)
+            if not self.stopped and not self.paused:
+                self._kick_locked()
+
+    def _kick_locked(self) -> None:
+        self.outstanding += 1  # guard
+        for ri in range(len(self.tasks)):
+            while (
+                not self.stopped and self.tasks[ri] < self.maxc[ri] and self._try_start_locked(ri)
+            ):
+                pass
+        self._done_locked()
+
+    def complete(self) -> bool:
+        with self.lock:
+            if self.stopped:
+                return False
+            if self.paused:
+                raise IllegalTransitionError(
+                    f"job {self.job_id} is paused; resume it before completing it",
+                    job_id=self.job_id, status="paused", target="completed",
+                )
+            self.completing = True
+            self.outstanding += 1
+            self._done_locked()
+            return True
+
+    def cancel(self) -> bool:
+        with self.lock:
+            if self.stopped:
+                return False
+            self._finish_locked(JobStatus.CANCELLED, None, None)
+            return True
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Queued payloads, in-flight activations and policy state (caller holds the lock)."""
+        plan = self.plan
+        pending: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for qi, q in enumerate(self.queues):
+            if q:
+                ri, si = plan.queue_owner[qi]
+                pending.setdefault(plan.routine_ids[ri], {})[plan.slot_names[ri][si]] = list(q)
+        in_flight: list[dict[str, Any]] = []
+        ids = plan.routine_ids
+        for act in sorted(self.executing, key=lambda a: a.seq):
+            in_flight.append(act.to_dict(ids[act.ri]))
+        for rq in self.retry_ready:
+            in_flight.extend(act.to_dict(ids[act.ri]) for act in rq)
+        now = self.timers.now()
+        for act in sorted(self.retry_waiting, key=lambda a: a.seq):
+            in_flight.append(act.to_dict(ids[act.ri], max(0.0, act.due - now)))
+        policy_states = {ids[ri]: dict(v.state) for ri, v in enumerate(self.views) if v.state}
+        return {
+            "pending": pending,
+            "in_flight": in_flight,
+            "policy_states": policy_states,
+            "activation_seq": self.seq,
+        }
+
+    def queue_depths(self) -> dict[str, int]:
+        plan = self.plan
+        depths: dict[str, int] = {}
+        for qi, q in enumerate(self.queues):
+            ri, si = plan.queue_owner[qi]
+            depths[f"{plan.routine_ids[ri]}.{plan.slot_names[ri][si]}"] = len(q)
+        return depths
+
+    def metrics(self) -> dict[str, Any]:
+        with self.lock:
+            state = self.state
+            return {
+                "job_id": self.job_id,
+                "flow_id": self.plan.flow_id,
+                "status": state.status.value,
+                "routines": {
+                    rid: self.stats[ri].to_dict() for ri, rid in enumerate(self.plan.routine_ids)
+                },
+                "queue_depths": self.queue_depths(),
+                "dropped": dict(state.dropped),
+                "discarded_emits": state.discarded_emits,
+                "running": {
+                    rid: n for rid, n in zip(self.plan.routine_ids, self.tasks, strict=True) if n
+                },
+            }

@@ -1,0 +1,216 @@
+"""The one error hierarchy of Routilux.
+
+Every failure a user can cause raises a subclass of :class:`RoutiluxError`. Each subclass also
+inherits the builtin exception a caller would naturally catch (``LookupError`` for unknown
+names, ``ValueError`` for bad configuration, ``RuntimeError`` for illegal job operations,
+``TimeoutError`` for timeouts), and carries its context as attributes so callers never need to
+parse messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "ActivationPolicyError",
+    "ConfigurationError",
+    "DuplicateRoutineError",
+    "EmitOutsideActivationError",
+    "EntryError",
+    "FlowValidationError",
+    "IllegalTransitionError",
+    "JobNotAcceptingWorkError",
+    "JobTimeoutError",
+    "PauseTimeoutError",
+    "QueueFullError",
+    "RoutineTimeoutError",
+    "RoutiluxError",
+    "RuntimeClosedError",
+    "SerializationError",
+    "UnknownEventError",
+    "UnknownFlowError",
+    "UnknownJobError",
+    "UnknownRoutineError",
+    "UnknownSlotError",
+    "UnknownTypeError",
+    "WiringError",
+]
+
+
+class RoutiluxError(Exception):
+    """Root of every error Routilux raises on purpose."""
+
+
+class ConfigurationError(RoutiluxError, ValueError):
+    """A routine, flow, policy or runtime was configured with a value that cannot work."""
+
+
+class WiringError(ConfigurationError):
+    """A connection between routines cannot be made as asked."""
+
+
+class DuplicateRoutineError(ConfigurationError):
+    """A routine id is used twice in one flow."""
+
+    def __init__(self, message: str, *, flow_id: str, routine_id: str) -> None:
+        super().__init__(message)
+        self.flow_id = flow_id
+        self.routine_id = routine_id
+
+
+class _UnknownName(RoutiluxError, LookupError):
+    """Base for "no such thing" errors; ``str()`` is the message, not a repr of the key."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownFlowError(_UnknownName):
+    """No flow is registered under the requested name."""
+
+    def __init__(self, message: str, *, flow: str) -> None:
+        super().__init__(message)
+        self.flow = flow
+
+
+class UnknownRoutineError(_UnknownName):
+    """A flow has no routine with the requested id."""
+
+    def __init__(self, message: str, *, flow_id: str | None, routine_id: str) -> None:
+        super().__init__(message)
+        self.flow_id = flow_id
+        self.routine_id = routine_id
+
+
+class UnknownSlotError(_UnknownName):
+    """A routine has no slot with the requested name."""
+
+    def __init__(self, message: str, *, routine_id: str | None, slot: str) -> None:
+        super().__init__(message)
+        self.routine_id = routine_id
+        self.slot = slot
+
+
+class UnknownEventError(_UnknownName):
+    """A routine has no event with the requested name."""
+
+    def __init__(self, message: str, *, routine_id: str | None, event: str) -> None:
+        super().__init__(message)
+        self.routine_id = routine_id
+        self.event = event
+
+
+class UnknownJobError(_UnknownName):
+    """The runtime holds no job with the requested id (never started, or evicted)."""
+
+    def __init__(self, message: str, *, job_id: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class UnknownTypeError(_UnknownName):
+    """Serialized data names a type that is not registered."""
+
+    def __init__(self, message: str, *, type_name: str, provider: str | None = None) -> None:
+        super().__init__(message)
+        self.type_name = type_name
+        self.provider = provider
+
+
+class EntryError(ConfigurationError):
+    """``exec`` cannot decide where a flow's entry parameters go."""
+
+    def __init__(self, message: str, *, flow_id: str) -> None:
+        super().__init__(message)
+        self.flow_id = flow_id
+
+
+class FlowValidationError(ConfigurationError):
+    """A flow has one or more problems; ``issues`` lists every one of them."""
+
+    def __init__(self, message: str, *, flow_id: str, issues: Sequence[Any]) -> None:
+        super().__init__(message)
+        self.flow_id = flow_id
+        self.issues = list(issues)
+
+
+class SerializationError(RoutiluxError, ValueError):
+    """Data could not be turned into, or read back from, its serialized form."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class IllegalTransitionError(RoutiluxError, RuntimeError):
+    """A job was asked to move to a status it cannot reach from its current one."""
+
+    def __init__(self, message: str, *, job_id: str, status: str, target: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.status = status
+        self.target = target
+
+
+class JobNotAcceptingWorkError(RoutiluxError, RuntimeError):
+    """Work was posted to a job that is finished (completed, failed or cancelled)."""
+
+    def __init__(self, message: str, *, job_id: str, status: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.status = status
+
+
+class QueueFullError(RoutiluxError, RuntimeError):
+    """A slot queue stayed full: the payload was not accepted (and nothing was dropped)."""
+
+    def __init__(self, message: str, *, job_id: str, routine_id: str, slot: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.routine_id = routine_id
+        self.slot = slot
+
+
+class ActivationPolicyError(RoutiluxError, RuntimeError):
+    """An activation policy raised while deciding whether a routine should run."""
+
+    def __init__(self, message: str, *, routine_id: str, policy: str) -> None:
+        super().__init__(message)
+        self.routine_id = routine_id
+        self.policy = policy
+
+
+class EmitOutsideActivationError(RoutiluxError, RuntimeError):
+    """``Routine.emit`` was called where no activation of that routine is running."""
+
+
+class RoutineTimeoutError(RoutiluxError, TimeoutError):
+    """An activation ran longer than its routine's timeout."""
+
+    def __init__(self, message: str, *, routine_id: str, timeout: float) -> None:
+        super().__init__(message)
+        self.routine_id = routine_id
+        self.timeout = timeout
+
+
+class JobTimeoutError(RoutiluxError, TimeoutError):
+    """A job ran longer than its execution timeout."""
+
+    def __init__(self, message: str, *, job_id: str, timeout: float) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.timeout = timeout
+
+
+class PauseTimeoutError(RoutiluxError, TimeoutError):
+    """``pause_job`` gave up waiting for in-flight activations; ``running`` names them."""
+
+    def __init__(self, message: str, *, job_id: str, running: Sequence[str]) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.running = list(running)
+
+
+class RuntimeClosedError(RoutiluxError, RuntimeError):
+    """The runtime was shut down and takes no new jobs."""

@@ -1,0 +1,419 @@
+"""The Runtime: one shared worker pool that runs every job of every flow."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from queue import SimpleQueue
+from types import TracebackType
+from typing import Any
+
+import structlog
+
+from ._job import Activation, Job
+from ._timers import TimerWheel
+from .clock import Clock, SystemClock
+from .errors import (
+    ConfigurationError,
+    EntryError,
+    JobNotAcceptingWorkError,
+    RuntimeClosedError,
+    UnknownJobError,
+)
+from .flow import Flow
+from .job_state import DEFAULT_HISTORY_LIMIT, JobState, JobStatus
+from .monitoring.flow_registry import FlowRegistry
+
+__all__ = ["Runtime"]
+
+_log = structlog.get_logger("routilux.runtime")
+
+
+def _default_pool_size() -> int:
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+class Runtime:
+    """Runs flows on a shared pool of worker threads.
+
+    ``exec`` returns at once with the job's :class:`JobState`; the job runs on the pool. Every
+    job has its own queues and state, so any number of jobs of one flow can run at once.
+
+    Args:
+        thread_pool_size: worker threads shared by all jobs (all routine logic runs on them).
+        flow_registry: where flow names are looked up (default: the process-wide
+            ``FlowRegistry.get_instance()``).
+        clock: the time source for timers (tests pass a ``ManualClock``).
+        max_finished_jobs: finished jobs kept in memory for ``get_job``/``list_jobs``; the
+            oldest are forgotten beyond it.
+        finished_job_ttl: seconds a finished job is kept (None: no age limit).
+        history_limit: execution records kept per job.
+    """
+
+    def __init__(
+        self,
+        thread_pool_size: int | None = None,
+        *,
+        flow_registry: FlowRegistry | None = None,
+        clock: Clock | None = None,
+        max_finished_jobs: int = 1000,
+        finished_job_ttl: float | None = None,
+        history_limit: int = DEFAULT_HISTORY_LIMIT,
+    ) -> None:
+        size = _default_pool_size() if thread_pool_size is None else thread_pool_size
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise ConfigurationError(f"thread_pool_size must be an integer >= 1, got {size!r}")
+        if not isinstance(max_finished_jobs, int) or max_finished_jobs < 0:
+            raise ConfigurationError(
+                f"max_finished_jobs must be an integer >= 0, got {max_finished_jobs!r}"
+            )
+        if not isinstance(history_limit, int) or history_limit < 0:
+            raise ConfigurationError(f"history_limit must be an integer >= 0, got {history_limit!r}")
+        self.thread_pool_size = size
+        self._flow_registry = flow_registry
+        self._clock = clock or SystemClock()
+        self._timers = TimerWheel(self._clock)
+        self._max_finished = max_finished_jobs
+        self._finished_ttl = finished_job_ttl
+        self._history_limit = history_limit
+        self._queue: SimpleQueue[tuple[Job, int, Activation] | None] = SimpleQueue()
+        self._submit_put = self._queue.put
+        self._workers: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._jobs: dict[str, Job] = {}
+        self._finished: OrderedDict[str, float] = OrderedDict()
+        self._unsettled = 0
+        self._closed = False
+        self._epoch_offset = time.time() - time.perf_counter()
+
+    # -- plumbing used by jobs ---------------------------------------------------------------
+
+    def _submit(self, job: Job, ri: int, act: Activation) -> None:
+        self._submit_put((job, ri, act))
+
+    def _settle(self, delta: int) -> None:
+        with self._cond:
+            self._unsettled -= delta
+            if self._unsettled == 0 or delta > 0:
+                self._cond.notify_all()
+
+    def _notify(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _job_finished(self, job: Job) -> None:
+        with self._cond:
+            now = time.monotonic()
+            self._finished[job.job_id] = now
+            while len(self._finished) > self._max_finished:
+                old, _ = self._finished.popitem(last=False)
+                self._jobs.pop(old, None)
+            if self._finished_ttl is not None:
+                while self._finished:
+                    old, at = next(iter(self._finished.items()))
+                    if now - at < self._finished_ttl:
+                        break
+                    self._finished.popitem(last=False)
+                    self._jobs.pop(old, None)
+
+    def _worker(self) -> None:
+        get = self._queue.get
+        while True:
+            item = get()
+            if item is None:
+                return
+            job, ri, act = item
+            try:
+                job.run_task(ri, act)
+            except BaseException:  # never let a worker die; run_task handles logic errors
+                _log.exception("runtime.worker_error", job_id=job.job_id)
+
+    def _ensure_workers(self) -> None:
+        if self._workers:
+            return
+        for i in range(self.thread_pool_size):
+            t = threading.Thread(target=self._worker, name=f"routilux-worker-{i}", daemon=True)
+            t.start()
+            self._workers.append(t)
+
+    # -- starting jobs -----------------------------------------------------------------------
+
+    def _resolve(self, flow: str | Flow) -> tuple[Flow, str]:
+        if isinstance(flow, Flow):
+            return flow, flow.flow_id
+        if not isinstance(flow, str):
+            raise ConfigurationError(f"expected a flow name or a Flow, got {flow!r}")
+        registry = self._flow_registry or FlowRegistry.get_instance()
+        return registry.get(flow), flow
+
+    def exec(
+        self,
+        flow_name: str | Flow,
+        entry_params: Mapping[str, Any] | None = None,
+        job_state: JobState | None = None,
+        keep_open: bool = False,
+        *,
+        timeout: float | None = None,
+    ) -> JobState:
+        """Start a job of ``flow_name`` (or resume ``job_state``) and return at once.
+
+        Args:
+            flow_name: a name registered in the flow registry, or a :class:`Flow`.
+            entry_params: delivered as one payload to the flow's entry (its declared entry, or
+                each root routine's single slot); routines without slots run once at start.
+            job_state: a saved state to resume: queued payloads and interrupted activations
+                continue; nothing completed runs again.
+            keep_open: keep the job open for ``post`` after it drains (status IDLE) until
+                ``complete_job``.
+            timeout: seconds before the job fails with ``JobTimeoutError`` (default: the
+                flow's ``execution_timeout``).
+        """
+        with self._lock:
+            if self._closed:
+                raise RuntimeClosedError("the runtime is shut down; create a new Runtime")
+        flow, name = self._resolve(flow_name)
+        plan = flow.plan()
+        if entry_params is not None and not isinstance(entry_params, Mapping):
+            raise ConfigurationError(
+                f"entry_params must be a dict of parameters, got {type(entry_params).__name__}"
+            )
+        if timeout is None:
+            timeout = plan.execution_timeout
+        if job_state is None:
+            state = JobState(
+                flow_id=flow.flow_id,
+                entry_params=dict(entry_params) if entry_params is not None else None,
+                keep_open=keep_open,
+            )
+            if self._history_limit != DEFAULT_HISTORY_LIMIT:
+                state.execution_history = type(state.execution_history)(
+                    maxlen=self._history_limit
+                )
+            deliver = not (keep_open and entry_params is None)
+        else:
+            state = job_state
+            self._check_resumable(state, flow)
+            keep_open = keep_open or state.keep_open
+            state.keep_open = keep_open
+            deliver = not state.entry_delivered and not (keep_open and state.entry_params is None)
+        if deliver and plan.entry_error:
+            raise EntryError(
+                f"flow {flow.flow_id!r}: cannot deliver entry parameters: {plan.entry_error}",
+                flow_id=flow.flow_id,
+            )
+        job = Job(self, plan, state, keep_open=keep_open, flow_name=name, timeout=timeout)
+        if job_state is not None:
+            job.restore()
+            if state.status is not JobStatus.PENDING:
+                state.status = JobStatus.PENDING  # a resumed job runs again from here
+        with self._cond:
+            if self._closed:
+                raise RuntimeClosedError("the runtime is shut down; create a new Runtime")
+            if state.job_id in self._jobs and not self._jobs[state.job_id].stopped:
+                raise ConfigurationError(
+                    f"job {state.job_id} is already running in this runtime"
+                )
+            self._jobs[state.job_id] = job
+            self._unsettled += 1
+            self._ensure_workers()
+        entry = dict(entry_params) if entry_params is not None else dict(state.entry_params or {})
+        job.start(deliver, entry)
+        return state
+
+    def _check_resumable(self, state: JobState, flow: Flow) -> None:
+        if not isinstance(state, JobState):
+            raise ConfigurationError(f"job_state must be a JobState, got {state!r}")
+        if state.status.is_terminal:
+            raise JobNotAcceptingWorkError(
+                f"job {state.job_id} is {state.status.value}; only a pending, running, idle or "
+                "paused job can be resumed",
+                job_id=state.job_id,
+                status=state.status.value,
+            )
+        if state.flow_id != flow.flow_id:
+            raise ConfigurationError(
+                f"job {state.job_id} belongs to flow {state.flow_id!r}, not {flow.flow_id!r}; "
+                "resume it with the flow it was saved from"
+            )
+        if state._live is not None and not state._live.stopped:
+            raise ConfigurationError(
+                f"job {state.job_id} is still running; save it and load the saved copy, or "
+                "pause it, to resume it elsewhere"
+            )
+
+    def post(
+        self,
+        flow_name: str | Flow,
+        routine_id: str,
+        slot_name: str,
+        data: Mapping[str, Any],
+        job_id: str | None = None,
+    ) -> JobState:
+        """Deliver ``data`` (one payload) to ``routine_id``'s ``slot_name``.
+
+        Without ``job_id`` a new job is started and kept open for further posts (it goes IDLE
+        when drained and COMPLETED on ``complete_job``). A full queue blocks, fails or drops
+        as that slot is configured.
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigurationError(
+                f"post data must be a dict (one payload), got {type(data).__name__}"
+            )
+        flow, name = self._resolve(flow_name)
+        if job_id is None:
+            plan = flow.plan()
+            ri, qi = plan.queue_index(routine_id, slot_name)  # check before starting a job
+            state = self.exec(flow, keep_open=True)
+            job = self._live(state.job_id)
+        else:
+            job = self._live(job_id)
+            if job.plan.flow_id != flow.flow_id:
+                raise ConfigurationError(
+                    f"job {job_id} runs flow {job.plan.flow_id!r}, not {flow.flow_id!r}"
+                )
+        ri, qi = job.plan.queue_index(routine_id, slot_name)
+        job.post(ri, qi, dict(data))
+        return job.state
+
+    # -- waiting -----------------------------------------------------------------------------
+
+    def wait_job(self, job_id: str, timeout: float | None = None) -> bool:
+        """Block until the job has drained (COMPLETED, or IDLE if kept open) or ended.
+
+        Returns False if ``timeout`` seconds passed first.
+        """
+        return self._live(job_id).settled_event.wait(timeout)
+
+    def wait_until_all_jobs_finished(self, timeout: float | None = None) -> bool:
+        """Block until every job has drained or ended; False if ``timeout`` passed first.
+
+        Paused jobs are not finished: they hold work.
+        """
+        with self._cond:
+            return self._cond.wait_for(lambda: self._unsettled == 0, timeout)
+
+    # -- inspecting --------------------------------------------------------------------------
+
+    def _live(self, job_id: str) -> Job:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise UnknownJobError(
+                f"no job {job_id!r} in this runtime (never started here, or finished and "
+                "forgotten beyond max_finished_jobs)",
+                job_id=job_id,
+            )
+        return job
+
+    def get_job(self, job_id: str) -> JobState | None:
+        """The job's state, or None if this runtime does not hold it."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+        return job.state if job is not None else None
+
+    def list_jobs(
+        self, status: JobStatus | str | None = None, flow_name: str | None = None
+    ) -> list[JobState]:
+        """Jobs held by this runtime, oldest first, optionally filtered."""
+        wanted = JobStatus(status) if status is not None else None
+        with self._lock:
+            jobs = list(self._jobs.values())
+        return [
+            j.state
+            for j in jobs
+            if (wanted is None or j.state.status is wanted)
+            and (flow_name is None or flow_name in (j.flow_name, j.plan.flow_id))
+        ]
+
+    def get_job_metrics(self, job_id: str) -> dict[str, Any]:
+        """Per-routine counters and durations of a job, as a plain dict."""
+        return self._live(job_id).metrics()
+
+    # -- control -----------------------------------------------------------------------------
+
+    def pause_job(self, job_id: str, timeout: float | None = 30.0) -> None:
+        """Hold new activations of a running or idle job; returns when in-flight ones end.
+
+        Queued and newly posted payloads stay queued. Raises ``PauseTimeoutError`` (the job
+        stays paused) if activations are still running after ``timeout`` seconds.
+        """
+        self._live(job_id).pause(timeout)
+
+    def resume_job(self, job_id: str) -> bool:
+        """Continue a paused job exactly where it stopped; False if it was not paused."""
+        return self._live(job_id).resume()
+
+    def cancel_job(self, job_id: str) -> bool:
+        """Cancel a job: no activation starts after this returns. False if already ended."""
+        return self._live(job_id).cancel()
+
+    def complete_job(self, job_id: str) -> bool:
+        """Finish a job kept open for posts once its remaining work drains."""
+        return self._live(job_id).complete()
+
+    def release_breakpoint(self, job_id: str, routine_id: str) -> None:
+        """Let data held by ``routine_id``'s breakpoint policy flow on."""
+        job = self._live(job_id)
+        ri = job.plan.index_of.get(routine_id)
+        if ri is None:
+            job.plan.queue_index(routine_id, "")  # raises UnknownRoutineError
+            return
+        job.release_breakpoint(ri)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def shutdown(self, wait: bool = True, timeout: float | None = None) -> bool:
+        """Stop the runtime.
+
+        With ``wait`` (the default) running jobs are first allowed to drain; paused and idle
+        (kept-open) jobs are left as they are, so they can be saved and resumed elsewhere.
+        Without ``wait``, jobs still running are cancelled. Returns False if ``timeout``
+        passed before everything stopped.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            if self._closed and not self._workers:
+                return True
+            self._closed = True
+        ok = True
+        if wait:
+            with self._cond:
+                ok = self._cond.wait_for(
+                    lambda: all(j.settled or j.paused for j in self._jobs.values()),
+                    None if deadline is None else max(0.0, deadline - time.monotonic()),
+                )
+        with self._lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            if not job.settled and not job.paused:
+                job.cancel()
+        workers = self._workers
+        for _ in workers:
+            self._queue.put(None)
+        if wait:
+            for t in workers:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                t.join(remaining)
+                ok = ok and not t.is_alive()
+        self._workers = []
+        self._timers.close()
+        return ok
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown(wait=exc is None)
+
+    def __repr__(self) -> str:
+        return f"<Runtime pool={self.thread_pool_size} jobs={len(self._jobs)}>"
+
