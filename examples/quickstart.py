@@ -74,7 +74,8 @@ def build_flow() -> Flow:
 def main() -> int:
     FlowRegistry.get_instance().register_by_name("quickstart", build_flow())
     with Runtime(thread_pool_size=4) as runtime:
-        job = runtime.exec("quickstart", entry_params={"text": "routines wired into flows run on a shared pool"})
+        text = "routines wired into flows run on a shared pool"
+        job = runtime.exec("quickstart", entry_params={"text": text})
         runtime.wait_job(job.job_id, timeout=10)
         words = job.shared_data.get("words", {})
         print(f"job {job.job_id[:8]} {job.status.value}")
@@ -82,7 +83,10 @@ def main() -> int:
         print("batches:", job.shared_log)
         metrics = runtime.get_job_metrics(job.job_id)
         for rid, m in metrics["routines"].items():
-            print(f"  {rid:8} activations={m['activations']:3} payloads in={m['payloads_in']:3} out={m['payloads_out']:3}")
+            print(
+                f"  {rid:8} activations={m['activations']:3} "
+                f"payloads in={m['payloads_in']:3} out={m['payloads_out']:3}"
+            )
         return 0 if job.status.value == "completed" else 1
 
 

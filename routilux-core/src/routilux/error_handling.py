@@ -13,7 +13,7 @@ from .errors import ConfigurationError
 __all__ = ["DEFAULT_ERROR_HANDLER", "ErrorHandler", "ErrorStrategy"]
 
 
-class ErrorStrategy(str, enum.Enum):
+class ErrorStrategy(enum.StrEnum):
     """The built-in answers to "a routine's logic raised".
 
     STOP: the job fails, stops taking work and records the error with its traceback.

@@ -12,7 +12,6 @@ import json
 import os
 import tempfile
 import threading
-
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -39,7 +38,7 @@ DEFAULT_HISTORY_LIMIT = 1000
 """Execution records kept per job unless the runtime is told otherwise (oldest dropped)."""
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(enum.StrEnum):
     """Where a job is in its life."""
 
     PENDING = "pending"
@@ -53,9 +52,6 @@ class JobStatus(str, enum.Enum):
     @property
     def is_terminal(self) -> bool:
         return self in _TERMINAL
-
-    def __str__(self) -> str:
-        return self.value
 
 
 _TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})

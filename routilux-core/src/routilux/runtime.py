@@ -71,7 +71,9 @@ class Runtime:
                 f"max_finished_jobs must be an integer >= 0, got {max_finished_jobs!r}"
             )
         if not isinstance(history_limit, int) or history_limit < 0:
-            raise ConfigurationError(f"history_limit must be an integer >= 0, got {history_limit!r}")
+            raise ConfigurationError(
+                f"history_limit must be an integer >= 0, got {history_limit!r}"
+            )
         self.thread_pool_size = size
         self._flow_registry = flow_registry
         self._clock = clock or SystemClock()
@@ -263,7 +265,7 @@ class Runtime:
             raise ConfigurationError(
                 f"post data must be a dict (one payload), got {type(data).__name__}"
             )
-        flow, name = self._resolve(flow_name)
+        flow, _ = self._resolve(flow_name)
         if job_id is None:
             plan = flow.plan()
             ri, qi = plan.queue_index(routine_id, slot_name)  # check before starting a job

@@ -16,7 +16,7 @@ DEFAULT_MAX_QUEUE_LENGTH = 10_000
 """Default bound of every slot queue (per job)."""
 
 
-class Overflow(str, enum.Enum):
+class Overflow(enum.StrEnum):
     """What happens when a payload arrives at a full slot queue.
 
     BLOCK: the producer waits up to ``block_timeout`` seconds for room, then fails with
