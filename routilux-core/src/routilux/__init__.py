@@ -21,6 +21,13 @@ from .event import Event
 from .flow import Connection, Flow, ValidationIssue, ValidationReport
 from .job_state import ExecutionRecord, JobState, JobStatus
 from .monitoring.flow_registry import FlowRegistry
+from .registry import (
+    TypeRegistry,
+    register_exception_type,
+    register_policy_type,
+    register_predicate,
+    type_registry,
+)
 from .routine import Routine
 from .runtime import Runtime
 from .slot import Overflow, Slot
@@ -46,6 +53,7 @@ __all__ = [
     "Runtime",
     "Slot",
     "SystemClock",
+    "TypeRegistry",
     "ValidationIssue",
     "ValidationReport",
     "__version__",
@@ -55,5 +63,9 @@ __all__ = [
     "current_activation",
     "custom_policy",
     "immediate_policy",
+    "register_exception_type",
+    "register_policy_type",
+    "register_predicate",
     "time_interval_policy",
+    "type_registry",
 ]

@@ -181,6 +181,7 @@ class Job:
                     job_state=state,
                     now=timers.now,
                     arm=partial(self._arm_policy_timer, ri),
+                    cancel=partial(self._cancel_policy_timer, ri),
                 )
             )
         self.outstanding = 0
@@ -195,6 +196,7 @@ class Job:
         self.settled = False
         self.settled_event = threading.Event()
         self.job_timer: TimerHandle | None = None
+        self.restored_retries: list[tuple[Activation, float]] = []
         self.epoch = runtime._epoch_offset
         state._live = self
 
@@ -221,7 +223,7 @@ class Job:
             self.queues[qi].extend(payloads)
         for act, retry_in in acts:
             if retry_in > 0:
-                self._arm_retry_locked(act, retry_in)
+                self.restored_retries.append((act, retry_in))  # armed by start()
             else:
                 self.retry_ready[act.ri].append(act)
         state.pending = {}
@@ -245,6 +247,9 @@ class Job:
         with self.lock:
             self.state._transition(JobStatus.RUNNING)
             self.outstanding += 1  # guard: no quiescence while starting
+            for act, retry_in in self.restored_retries:
+                self._arm_retry_locked(act, retry_in)
+            self.restored_retries = []
             if deliver_entry:
                 self.state.entry_delivered = True
                 if self.plan.entry_targets:
@@ -255,7 +260,11 @@ class Job:
                     self.executing.add(act)
                     self._spawn_locked(ri, act)
             for ri in range(len(self.tasks)):
-                while self.tasks[ri] < self.maxc[ri] and self._try_start_locked(ri):
+                while (
+                    not self.stopped
+                    and self.tasks[ri] < self.maxc[ri]
+                    and self._try_start_locked(ri)
+                ):
                     pass
             if self.timeout is not None:
                 self.job_timer = self.timers.call_later(self.timeout, self._on_job_timeout)
@@ -312,8 +321,8 @@ class Job:
         for di, qi in targets:
             queues[qi].append(payload)
             stats[di].payloads_in += 1
-            if tasks[di] < maxc[di] and not paused:
-                self._try_start_locked(di)
+            if tasks[di] < maxc[di] and not paused and not self.stopped:
+                self._try_start_locked(di)  # (a failing policy may stop the job mid-loop)
 
     def _make_room_locked(self, targets: tuple[Target, ...]) -> None:
         plan = self.plan
@@ -405,10 +414,12 @@ class Job:
         """Run activations of routine ``ri`` on this worker until the policy yields none."""
         lock = self.lock
         with lock:
+            if act.abandoned:
+                return  # the job timed out before this task started; nothing to account
             if self.stopped or self.paused:
                 self.executing.discard(act)
                 if not self.stopped:
-                    self.retry_ready[ri].appendleft(act)
+                    self._unclaim_locked(act)
                 self._task_end_locked(ri)
                 return
         plan = self.plan
@@ -463,6 +474,21 @@ class Job:
         finally:
             CURRENT.reset(token)
 
+    def _unclaim_locked(self, act: Activation) -> None:
+        """Give back an activation that was claimed but never started (the job paused).
+
+        A first attempt's payloads go back to the front of their queues, as if never taken;
+        a retry (or a source's start) waits in the routine's ready list.
+        """
+        ri = act.ri
+        if act.attempt or not act.slot_data:
+            self.retry_ready[ri].appendleft(act)
+            return
+        names = self.plan.slot_names[ri]
+        base = self.plan.queue_base[ri]
+        for slot, payloads in act.slot_data.items():
+            self.queues[base + names.index(slot)].extendleft(reversed(payloads))
+
     def _task_end_locked(self, ri: int) -> None:
         self.tasks[ri] -= 1
         self.ntasks -= 1
@@ -480,16 +506,18 @@ class Job:
     # -- failures ----------------------------------------------------------------------------
 
     def _failed_locked(
-        self, ri: int, act: Activation, err: BaseException, started: float, duration: float
+        self, ri: int, act: Activation, err: BaseException, started: float, duration: float,
+        decision: ErrorStrategy | None = None,
     ) -> None:
         plan = self.plan
         handler = plan.handlers[ri]
         rid = plan.routine_ids[ri]
         stats = self.stats[ri]
-        decision = handler.decide(err, act.attempt)
+        if decision is None:
+            decision = handler.decide(err, act.attempt)
         text = f"{type(err).__name__}: {err}"
         history = self.state.execution_history
-        if decision is ErrorStrategy.RETRY:
+        if decision is ErrorStrategy.RETRY and not self.stopped:
             stats.retries += 1
             history.append(
                 ExecutionRecord(routine_id=rid, status="retrying", started_at=started,
@@ -529,17 +557,11 @@ class Job:
         err.__cause__ = exc
         self.seq += 1
         act = Activation(ri, {}, None, 0, self.seq)
-        # A policy failure has no input to re-run: RETRY degrades to its fallback.
+        # A policy failure has no input to re-run: RETRY degrades to its fallback. SKIP and
+        # CONTINUE leave the payloads queued (unconsumed when the job completes).
         handler = self.plan.handlers[ri]
         decision = handler.decide(err, handler.max_retries)
-        stats = self.stats[ri]
-        stats.errors += 1
-        self.state.execution_history.append(
-            ExecutionRecord(routine_id=rid, status="failed", started_at=time.time(),
-                            duration=0.0, attempt=act.attempt, error=f"{err}")
-        )
-        if decision is ErrorStrategy.STOP:
-            self._finish_locked(JobStatus.FAILED, err, rid)
+        self._failed_locked(ri, act, err, time.time(), 0.0, decision)
 
     def _arm_retry_locked(self, act: Activation, delay: float) -> None:
         self.outstanding += 1
@@ -574,7 +596,12 @@ class Job:
                 timeout=timeout,
             )
             self._failed_locked(ri, act, err, time.time() - timeout, timeout)
+            self.outstanding += 1  # guard: the abandoned task ends, queued input goes on
             self._task_end_locked(ri)
+            if not self.stopped and not self.paused:
+                while self.tasks[ri] < self.maxc[ri] and self._try_start_locked(ri):
+                    pass
+            self._done_locked()
 
     def _on_job_timeout(self) -> None:
         with self.lock:
@@ -599,14 +626,30 @@ class Job:
     # -- timers of policies ------------------------------------------------------------------
 
     def _arm_policy_timer(self, ri: int, deadline: float) -> None:
-        if self.policy_timers[ri] is not None or self.stopped:
+        """Evaluate routine ``ri``'s policy again at ``deadline`` (earliest deadline wins)."""
+        if self.stopped:
             return
+        old = self.policy_timers[ri]
+        if old is not None:
+            if old.deadline <= deadline or not old.cancel():
+                return  # an earlier (or already firing) timer re-evaluates the policy anyway
+            self.outstanding -= 1  # the caller holds a unit of work: this cannot reach zero
         self.outstanding += 1
-        self.policy_timers[ri] = self.timers.call_at(deadline, partial(self._policy_fire, ri))
+        holder: list[TimerHandle] = []
+        handle = self.timers.call_at(deadline, partial(self._policy_fire, ri, holder))
+        holder.append(handle)
+        self.policy_timers[ri] = handle
 
-    def _policy_fire(self, ri: int) -> None:
-        with self.lock:
+    def _cancel_policy_timer(self, ri: int) -> None:
+        old = self.policy_timers[ri]
+        if old is not None and old.cancel():
             self.policy_timers[ri] = None
+            self.outstanding -= 1  # the caller holds a unit of work: this cannot reach zero
+
+    def _policy_fire(self, ri: int, holder: list[TimerHandle]) -> None:
+        with self.lock:
+            if holder and self.policy_timers[ri] is holder[0]:
+                self.policy_timers[ri] = None
             if not self.stopped and not self.paused and self.tasks[ri] < self.maxc[ri]:
                 self._try_start_locked(ri)
             self._done_locked()
@@ -620,6 +663,8 @@ class Job:
             return
         state = self.state
         if self.keep_open and not self.completing:
+            if self._pause_at_breakpoint_locked():
+                return  # held data pauses a kept-open job too, rather than idling on it
             if state.status is not JobStatus.IDLE:
                 state._transition(JobStatus.IDLE)
             self._settle_locked()
@@ -628,7 +673,7 @@ class Job:
         for ri, view in enumerate(self.views):
             if self.stopped:
                 break
-            if self.tasks[ri] >= self.maxc[ri] or not any(view.queues):
+            if self.tasks[ri] >= self.maxc[ri]:  # every policy gets its final say
                 continue
             try:
                 res = self.policies[ri].take(view, True)
@@ -648,17 +693,7 @@ class Job:
                 state._transition(JobStatus.RUNNING)
                 self._unsettle_locked()
             return
-        held = [
-            self.plan.routine_ids[ri]
-            for ri, view in enumerate(self.views)
-            if self.policies[ri].holds(view)
-        ]
-        if held:
-            self.paused = True
-            self.pause_reason = "breakpoint"
-            state._transition(JobStatus.PAUSED)
-            self._unsettle_locked()
-            self.runtime._notify()
+        if self._pause_at_breakpoint_locked():
             return
         plan = self.plan
         for qi, q in enumerate(self.queues):
@@ -668,6 +703,17 @@ class Job:
                 state.unconsumed.setdefault(key, []).extend(q)
                 q.clear()
         self._finish_locked(JobStatus.COMPLETED, None, None)
+
+    def _pause_at_breakpoint_locked(self) -> bool:
+        """Pause the drained job if a policy holds data (a breakpoint); True if it did."""
+        if not any(self.policies[ri].holds(view) for ri, view in enumerate(self.views)):
+            return False
+        self.paused = True
+        self.pause_reason = "breakpoint"
+        self.state._transition(JobStatus.PAUSED)
+        self._unsettle_locked()
+        self.runtime._notify()
+        return True
 
     def _finish_locked(
         self, status: JobStatus, err: BaseException | None, routine_id: str | None

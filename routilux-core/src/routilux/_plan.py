@@ -78,10 +78,12 @@ class FlowPlan:
         return ri, self.queue_base[ri] + si
 
 
-def _timeout_of(routine: Routine, rid: str) -> float | None:
+def _timeout_of(
+    routine: Routine, rid: str, handler: ErrorHandler | None = None
+) -> float | None:
     value: Any = routine.get_config("timeout")
     if value is None:
-        return None
+        return handler.timeout if handler is not None else None
     if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
         raise ConfigurationError(
             f"routine {rid!r}: config 'timeout' must be a number of seconds > 0, got {value!r}"
@@ -164,6 +166,14 @@ def analyse(flow: Flow) -> Iterator[ValidationIssue]:
                 code="routine.no_logic",
                 message=f"routine {rid!r} ({type(r).__qualname__}) has no logic; call set_logic",
                 path=f"routines.{rid}",
+            )
+        try:
+            r.validate_config()
+        except ConfigurationError as exc:
+            yield ValidationIssue(
+                severity="error", code="routine.bad_config",
+                message=f"routine {rid!r} ({type(r).__qualname__}): {exc}",
+                path=f"routines.{rid}.config",
             )
         try:
             _timeout_of(r, rid)
@@ -268,7 +278,10 @@ def compile_flow(flow: Flow) -> FlowPlan:
         policies=tuple(r.activation_policy or immediate_policy() for r in routines),
         handlers=tuple(r.error_handler or flow_handler for r in routines),
         max_concurrency=tuple(r.max_concurrency for r in routines),
-        timeouts=tuple(_timeout_of(r, rid) for rid, r in zip(ids, routines, strict=True)),
+        timeouts=tuple(
+            _timeout_of(r, rid, r.error_handler or flow_handler)
+            for rid, r in zip(ids, routines, strict=True)
+        ),
         slot_names=slot_names,
         queue_base=tuple(queue_base),
         queue_count=len(caps),

@@ -53,7 +53,9 @@ class PolicyView:
         job_state: the job's :class:`~routilux.job_state.JobState`.
     """
 
-    __slots__ = ("_arm", "_now", "job_state", "queues", "routine_id", "slot_names", "state")
+    __slots__ = (
+        "_arm", "_cancel", "_now", "job_state", "queues", "routine_id", "slot_names", "state"
+    )
 
     def __init__(
         self,
@@ -65,6 +67,7 @@ class PolicyView:
         job_state: JobState,
         now: Callable[[], float],
         arm: Callable[[float], None],
+        cancel: Callable[[], None] | None = None,
     ) -> None:
         self.routine_id = routine_id
         self.slot_names = slot_names
@@ -73,6 +76,7 @@ class PolicyView:
         self.job_state = job_state
         self._now = now
         self._arm = arm
+        self._cancel = cancel
 
     def now(self) -> float:
         """The runtime clock's current time (monotonic seconds)."""
@@ -85,6 +89,12 @@ class PolicyView:
         as outstanding work, so the job does not complete while it is pending.
         """
         self._arm(deadline)
+
+    def cancel_timer(self) -> None:
+        """Drop the pending timer armed for this job and routine, if any (for example when a
+        batch went out before its deadline), so it no longer keeps the job open."""
+        if self._cancel is not None:
+            self._cancel()
 
     def total(self) -> int:
         """Payloads queued across all slots."""

@@ -47,6 +47,16 @@ def _non_negative(instance: Any, attribute: attrs.Attribute[Any], value: Any) ->
         raise ConfigurationError(f"ErrorHandler.{attribute.name} must be >= 0, got {value!r}")
 
 
+def _positive_or_none(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        raise ConfigurationError(
+            f"ErrorHandler.{attribute.name} must be a number of seconds > 0 or None, "
+            f"got {value!r}"
+        )
+
+
 def _exception_types(value: Any) -> tuple[type[BaseException], ...]:
     if isinstance(value, type):
         value = (value,)
@@ -79,6 +89,9 @@ class ErrorHandler:
         fallback: what applies when retries are exhausted or the exception is not retryable
             (STOP by default; CONTINUE for optional routines).
         is_critical: a critical routine always falls back to STOP.
+        timeout: seconds one activation may run before it fails with ``RoutineTimeoutError``
+            (handled by this same handler), for routines that set no ``timeout`` config; on a
+            flow handler it is the default of every routine that uses the flow's handler.
     """
 
     strategy: ErrorStrategy = attrs.field(default=ErrorStrategy.STOP, converter=_to_strategy)
@@ -92,6 +105,7 @@ class ErrorHandler:
     )
     fallback: ErrorStrategy = attrs.field(default=ErrorStrategy.STOP, converter=_to_strategy)
     is_critical: bool = False
+    timeout: float | None = attrs.field(default=None, validator=_positive_or_none)
 
     def __attrs_post_init__(self) -> None:
         if self.fallback is ErrorStrategy.RETRY:

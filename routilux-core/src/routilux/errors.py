@@ -136,11 +136,27 @@ class FlowValidationError(ConfigurationError):
 
 
 class SerializationError(RoutiluxError, ValueError):
-    """Data could not be turned into, or read back from, its serialized form."""
+    """Data could not be turned into, or read back from, its serialized form.
 
-    def __init__(self, message: str, *, path: str | None = None) -> None:
+    ``path`` locates the problem in the data (``pending.b.input[3].when``); ``routine_id`` and
+    ``slot`` name the routine and slot a bad payload belongs to, when known; ``issues`` lists
+    every problem when several were found at once.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        routine_id: str | None = None,
+        slot: str | None = None,
+        issues: Sequence[Any] = (),
+    ) -> None:
         super().__init__(message)
         self.path = path
+        self.routine_id = routine_id
+        self.slot = slot
+        self.issues = list(issues)
 
 
 class IllegalTransitionError(RoutiluxError, RuntimeError):

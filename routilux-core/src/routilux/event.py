@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import attrs
@@ -10,6 +11,10 @@ if TYPE_CHECKING:
     from .routine import Routine
 
 __all__ = ["Event"]
+
+
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -21,5 +26,5 @@ class Event:
     """
 
     name: str
-    output_params: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    output_params: tuple[str, ...] = attrs.field(default=(), converter=_names)
     routine: Routine | None = attrs.field(default=None, repr=False)

@@ -25,6 +25,7 @@ from .routine import Routine
 
 if TYPE_CHECKING:
     from ._plan import FlowPlan
+    from .registry import TypeRegistry
 
 __all__ = ["Connection", "Entry", "Flow", "ValidationIssue", "ValidationReport"]
 
@@ -62,6 +63,9 @@ class ValidationIssue:
     code: str
     message: str
     path: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
 
 
 @attrs.frozen(kw_only=True)
@@ -294,6 +298,51 @@ class Flow:
                 self._plan = compile_flow(self)
                 self._plan_stamp = stamp
             return self._plan
+
+    # -- saving and loading --------------------------------------------------------------
+
+    def to_dict(self, types: TypeRegistry | None = None) -> dict[str, Any]:
+        """The flow as a document: routine types by registered name, their config, policies
+        with parameters, error handlers, connections by routine id, entry and timeout.
+
+        Raises ``SerializationError`` (listing every problem) for what cannot be rebuilt from
+        data, such as a plain ``Routine`` given its logic with ``set_logic``.
+        """
+        from ._flow_document import flow_to_dict
+
+        return flow_to_dict(self, types)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], types: TypeRegistry | None = None) -> Flow:
+        """Build a flow from a document; ``FlowValidationError`` lists every problem with its
+        path. Names are looked up in the type registry only; nothing is imported."""
+        from ._flow_document import flow_from_dict
+
+        return flow_from_dict(data, types)
+
+    def to_json(self, types: TypeRegistry | None = None, **kwargs: Any) -> str:
+        from ._flow_document import flow_to_json
+
+        return flow_to_json(self, types, **kwargs)
+
+    @classmethod
+    def from_json(cls, text: str | bytes, types: TypeRegistry | None = None) -> Flow:
+        from ._flow_document import flow_from_json
+
+        return flow_from_json(text, types)
+
+    def to_yaml(self, types: TypeRegistry | None = None) -> str:
+        """The document as YAML (needs the ``routilux[yaml]`` extra)."""
+        from ._flow_document import flow_to_yaml
+
+        return flow_to_yaml(self, types)
+
+    @classmethod
+    def from_yaml(cls, text: str | bytes, types: TypeRegistry | None = None) -> Flow:
+        """Build a flow from YAML read with PyYAML's safe loader (``routilux[yaml]``)."""
+        from ._flow_document import flow_from_yaml
+
+        return flow_from_yaml(text, types)
 
     def describe(self) -> dict[str, Any]:
         """A plain summary of the structure (routines, slots, events, connections)."""

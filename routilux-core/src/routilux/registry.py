@@ -8,14 +8,26 @@ up here only; nothing is ever imported from a string found in data.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .errors import ConfigurationError, UnknownTypeError
 
 if TYPE_CHECKING:
+    from .activation_policies import ActivationPolicy
+    from .error_handling import ErrorHandler
     from .routine import Routine
 
-__all__ = ["RoutineTypeRegistry", "routine_types"]
+__all__ = [
+    "NamedRegistry",
+    "RoutineTypeRegistry",
+    "TypeRegistry",
+    "register_exception_type",
+    "register_policy_type",
+    "register_predicate",
+    "routine_types",
+    "type_registry",
+]
 
 
 class RoutineTypeRegistry:
@@ -84,3 +96,208 @@ class RoutineTypeRegistry:
 
 routine_types = RoutineTypeRegistry()
 """The process-wide routine type registry, filled as routine classes are defined."""
+
+
+# -- named registries for the other polymorphic values ------------------------------------
+
+T = TypeVar("T")
+
+PolicyFactory = Callable[[Mapping[str, Any]], "ActivationPolicy"]
+"""Builds a policy from its saved ``params`` (raises ``ConfigurationError``/``TypeError``)."""
+
+Predicate = Callable[[dict[str, list[dict[str, Any]]], Any], Any]
+"""A :class:`~routilux.activation_policies.CustomPolicy` predicate ``(queued, job_state)``."""
+
+
+class NamedRegistry(Generic[T]):
+    """Maps registered names to values of one kind (policies, predicates, exception types...).
+
+    Lookups by name only: data never names a module or attribute path. ``version`` grows with
+    every registration, so converters built from the registry know when to rebuild.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._lock = threading.Lock()
+        self._items: dict[str, T] = {}
+        self._providers: dict[str, str] = {}
+        self.version = 0
+
+    def register(self, name: str, value: T, *, replace: bool = False) -> None:
+        """Register ``value`` under ``name``; a different value under a taken name raises
+        ``ConfigurationError`` unless ``replace`` is True."""
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"{self.kind} name must be a non-empty string, got {name!r}")
+        with self._lock:
+            old = self._items.get(name)
+            if old is not None and old is not value and not replace:
+                raise ConfigurationError(
+                    f"{self.kind} name {name!r} is already registered for {old!r}; choose "
+                    "another name or pass replace=True"
+                )
+            self._items[name] = value
+            self.version += 1
+
+    def unregister(self, name: str) -> None:
+        with self._lock:
+            if self._items.pop(name, None) is not None:
+                self.version += 1
+
+    def note_provider(self, name: str, provider: str) -> None:
+        """Remember that ``provider`` (a pack or module) supplies ``name``, for error messages."""
+        with self._lock:
+            self._providers[name] = provider
+
+    def get(self, name: str) -> T:
+        """The value registered under ``name``; ``UnknownTypeError`` if there is none."""
+        try:
+            return self._items[name]
+        except (KeyError, TypeError):
+            provider = self._providers.get(name) if isinstance(name, str) else None
+            if provider:
+                hint = f"install or import {provider!r}, which provides it"
+            else:
+                known = ", ".join(sorted(self._items)[:20]) or "none"
+                hint = f"registered: {known}"
+            raise UnknownTypeError(
+                f"unknown {self.kind} {name!r}; {hint}",
+                type_name=str(name),
+                provider=provider,
+            ) from None
+
+    def name_of(self, value: object) -> str | None:
+        """The name ``value`` (the very object) is registered under, or None."""
+        with self._lock:
+            for name, item in self._items.items():
+                if item is value:
+                    return name
+        return None
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+
+class TypeRegistry:
+    """Every registry the serialization contract reads, bundled.
+
+    Attributes:
+        routines: routine classes by type name.
+        policies: activation-policy factories by policy ``name``.
+        predicates: custom-policy predicates by name.
+        exceptions: exception classes an ``ErrorHandler`` may retry, by name.
+        error_handlers: ``ErrorHandler`` classes by name (``"error_handler"`` is the core one).
+        codecs: encoders/decoders of payload values JSON cannot hold.
+    """
+
+    def __init__(self, routines: RoutineTypeRegistry | None = None, *, builtins: bool = True):
+        from ._codecs import CodecRegistry
+
+        self.routines = routines if routines is not None else RoutineTypeRegistry()
+        self.policies: NamedRegistry[PolicyFactory] = NamedRegistry("activation policy")
+        self.predicates: NamedRegistry[Predicate] = NamedRegistry("custom policy predicate")
+        self.exceptions: NamedRegistry[type[BaseException]] = NamedRegistry("exception type")
+        self.error_handlers: NamedRegistry[type[ErrorHandler]] = NamedRegistry(
+            "error handler type"
+        )
+        self.codecs = CodecRegistry(builtins=builtins)
+        if builtins:
+            _install_builtins(self)
+
+    @property
+    def version(self) -> tuple[int, ...]:
+        return (
+            self.policies.version,
+            self.predicates.version,
+            self.exceptions.version,
+            self.error_handlers.version,
+            self.codecs.version,
+        )
+
+
+def _construct(cls: type[ActivationPolicy]) -> PolicyFactory:
+    def factory(params: Mapping[str, Any]) -> ActivationPolicy:
+        return cls(**params)
+
+    return factory
+
+
+def _install_builtins(types: TypeRegistry) -> None:
+    from . import activation_policies as ap
+    from . import errors as rerr
+    from .error_handling import ErrorHandler
+
+    for cls in (
+        ap.ImmediatePolicy,
+        ap.BatchSizePolicy,
+        ap.AllSlotsReadyPolicy,
+        ap.TimeIntervalPolicy,
+        ap.BreakpointPolicy,
+    ):
+        types.policies.register(cls.name, _construct(cls))
+
+    def custom(params: Mapping[str, Any]) -> ActivationPolicy:
+        extra = set(params) - {"predicate"}
+        if extra:
+            raise TypeError(f"unexpected parameter(s) {', '.join(sorted(extra))}")
+        if "predicate" not in params:
+            raise TypeError("missing parameter 'predicate'")
+        name = params["predicate"]
+        if not isinstance(name, str):
+            raise TypeError(f"'predicate' must be a registered predicate name, got {name!r}")
+        return ap.CustomPolicy(types.predicates.get(name), name=name)
+
+    types.policies.register(ap.CustomPolicy.name, custom)
+    types.error_handlers.register("error_handler", ErrorHandler)
+    builtin_exceptions: list[type[BaseException]] = [
+        BaseException, Exception, ArithmeticError, AssertionError, AttributeError,
+        ConnectionError, EOFError, FileNotFoundError, IndexError, KeyError, LookupError,
+        NotImplementedError, OSError, PermissionError, RuntimeError, TimeoutError, TypeError,
+        ValueError, ZeroDivisionError, UnicodeError, BrokenPipeError, ConnectionResetError,
+        ConnectionRefusedError, ConnectionAbortedError, InterruptedError, BlockingIOError,
+    ]
+    for exc in builtin_exceptions:
+        types.exceptions.register(exc.__name__, exc)
+    for name in rerr.__all__:
+        exc = getattr(rerr, name)
+        types.exceptions.register(f"routilux.{name}", exc)
+
+
+type_registry = TypeRegistry(routine_types)
+"""The process-wide registry bundle (routines, policies, predicates, exceptions, codecs)."""
+
+
+def register_predicate(name: str, predicate: Predicate, *, replace: bool = False) -> Predicate:
+    """Register a custom-policy predicate so flows using it serialize by ``name``.
+
+    ``custom_policy(fn, name=name)`` with a registered ``name`` saves as
+    ``{"name": "custom", "params": {"predicate": name}}`` and loads back with the same
+    function. Returns ``predicate`` (usable as a decorator through ``functools.partial``).
+    """
+    if not callable(predicate):
+        raise ConfigurationError(f"register_predicate needs a callable, got {predicate!r}")
+    type_registry.predicates.register(name, predicate, replace=replace)
+    return predicate
+
+
+def register_policy_type(name: str, factory: PolicyFactory, *, replace: bool = False) -> None:
+    """Register an activation-policy type: ``factory(params)`` rebuilds a policy whose
+    ``name`` is ``name`` from its ``params()``."""
+    if not callable(factory):
+        raise ConfigurationError(f"register_policy_type needs a callable, got {factory!r}")
+    type_registry.policies.register(name, factory, replace=replace)
+
+
+def register_exception_type(
+    name: str, exc_type: type[BaseException], *, replace: bool = False
+) -> None:
+    """Register an exception class so ``ErrorHandler.retryable_exceptions`` naming it
+    serializes (as ``name``)."""
+    if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
+        raise ConfigurationError(
+            f"register_exception_type needs an exception class, got {exc_type!r}"
+        )
+    type_registry.exceptions.register(name, exc_type, replace=replace)

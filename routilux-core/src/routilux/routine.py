@@ -108,7 +108,7 @@ class Routine:
                 name=name,
                 routine=self,
                 max_queue_length=max_queue_length,
-                overflow=overflow,  # type: ignore[arg-type]
+                overflow=overflow,
                 block_timeout=block_timeout,
             )
         except ValueError as exc:
@@ -125,9 +125,10 @@ class Routine:
                 f"{type(self).__qualname__} already has an event named {name!r}; event names "
                 "must be unique per routine"
             )
-        if isinstance(output_params, str):
-            output_params = [output_params]
-        event = Event(name=name, output_params=tuple(output_params or ()), routine=self)
+        params: tuple[str, ...] = (
+            (output_params,) if isinstance(output_params, str) else tuple(output_params or ())
+        )
+        event = Event(name=name, output_params=params, routine=self)
         self._events[name] = event
         self._version += 1
         return event
@@ -173,6 +174,15 @@ class Routine:
 
     def get_config(self, key: str, default: Any = None) -> Any:
         return self._config.get(key, default)
+
+    def validate_config(self) -> None:
+        """Check that the configuration can work; raise ``ConfigurationError`` if not.
+
+        Called by ``Flow.validate()`` and when a flow is compiled for a job, so a problem is
+        reported before anything runs. The default accepts anything; routine packs override
+        it (for example to require keys).
+        """
+        return None
 
     @property
     def config(self) -> Mapping[str, Any]:
@@ -225,9 +235,15 @@ class Routine:
     def error_handler(self) -> ErrorHandler | None:
         return self._error_handler
 
-    def set_as_optional(self, *, max_retries: int = 0, retry_delay: float = 1.0) -> None:
+    def set_as_optional(
+        self, *, max_retries: int = 0, retry_delay: float = 1.0, **options: Any
+    ) -> None:
         """Failures of this routine are recorded and the job goes on (after ``max_retries``
-        retries, if any)."""
+        retries, if any).
+
+        ``options`` are further :class:`ErrorHandler` fields (``retry_backoff``,
+        ``max_delay``, ``jitter``, ``retryable_exceptions``, ``timeout``).
+        """
         if max_retries:
             self.set_error_handler(
                 ErrorHandler(
@@ -235,19 +251,27 @@ class Routine:
                     max_retries=max_retries,
                     retry_delay=retry_delay,
                     fallback=ErrorStrategy.CONTINUE,
+                    **options,
                 )
             )
         else:
-            self.set_error_handler(ErrorHandler(strategy=ErrorStrategy.CONTINUE))
+            self.set_error_handler(ErrorHandler(strategy=ErrorStrategy.CONTINUE, **options))
 
-    def set_as_critical(self, *, max_retries: int = 3, retry_delay: float = 1.0) -> None:
-        """Retry failures of this routine, then fail the job."""
+    def set_as_critical(
+        self, *, max_retries: int = 3, retry_delay: float = 1.0, **options: Any
+    ) -> None:
+        """Retry failures of this routine, then fail the job (whatever the flow's handler).
+
+        ``options`` are further :class:`ErrorHandler` fields (``retry_backoff``,
+        ``max_delay``, ``jitter``, ``retryable_exceptions``, ``timeout``).
+        """
         self.set_error_handler(
             ErrorHandler(
                 strategy=ErrorStrategy.RETRY,
                 max_retries=max_retries,
                 retry_delay=retry_delay,
                 is_critical=True,
+                **options,
             )
         )
 

@@ -321,7 +321,13 @@ class Runtime:
         self, status: JobStatus | str | None = None, flow_name: str | None = None
     ) -> list[JobState]:
         """Jobs held by this runtime, oldest first, optionally filtered."""
-        wanted = JobStatus(status) if status is not None else None
+        try:
+            wanted = JobStatus(status) if status is not None else None
+        except ValueError:
+            known = ", ".join(s.value for s in JobStatus)
+            raise ConfigurationError(
+                f"unknown job status {status!r}; use one of: {known}"
+            ) from None
         with self._lock:
             jobs = list(self._jobs.values())
         return [

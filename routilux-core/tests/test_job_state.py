@@ -1,0 +1,351 @@
+"""JobState: routine state, statuses, business data, save/load and resume."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from routilux import (
+    ErrorHandler,
+    ErrorStrategy,
+    Flow,
+    FlowRegistry,
+    JobState,
+    JobStatus,
+    Runtime,
+)
+from routilux.errors import (
+    ConfigurationError,
+    JobNotAcceptingWorkError,
+    PauseTimeoutError,
+    SerializationError,
+)
+
+WAIT = 5.0
+
+
+class TestRoutineState:
+    def test_update_merges(self) -> None:
+        state = JobState(flow_id="f")
+        state.update_routine_state("r", {"a": 1, "b": 1})
+        assert state.update_routine_state("r", {"b": 2, "c": 3}) == {"a": 1, "b": 2, "c": 3}
+        assert state.get_routine_state("r") == {"a": 1, "b": 2, "c": 3}
+
+    def test_get_returns_a_copy_and_a_default(self) -> None:
+        state = JobState(flow_id="f")
+        state.update_routine_state("r", {"a": 1})
+        state.get_routine_state("r")["a"] = 99
+        assert state.get_routine_state("r") == {"a": 1}
+        assert state.get_routine_state("missing") is None
+        assert state.get_routine_state("missing", {}) == {}
+
+    def test_runtime_merges_into_user_state_and_never_replaces_it(
+        self, runtime: Runtime, make_routine
+    ) -> None:
+        def logic(routine, slot_data, policy_message, job_state):
+            job_state.update_routine_state("r", {"mine": slot_data["input"][0]["i"]})
+            raise ValueError("skip me")
+
+        routine = make_routine(logic, events=())
+        routine.set_error_handler(ErrorHandler(strategy=ErrorStrategy.SKIP))
+        flow = Flow("skip-state")
+        flow.add_routine(routine, "r")
+        state = runtime.post(flow, "r", "input", {"i": 1})
+        runtime.post(flow, "r", "input", {"i": 2}, job_id=state.job_id)
+        assert runtime.wait_job(state.job_id, timeout=WAIT)
+        rs = state.get_routine_state("r")
+        assert rs["mine"] == 2  # the user's key survives the runtime's own writes
+        assert rs["skipped_activations"] == 2
+
+    def test_state_persists_across_activations(self, runtime: Runtime, make_routine) -> None:
+        def count(routine, slot_data, policy_message, job_state):
+            n = job_state.get_routine_state("r", {}).get("n", 0)
+            job_state.update_routine_state("r", {"n": n + 1})
+
+        flow = Flow("count")
+        flow.add_routine(make_routine(count, events=()), "r")
+        state = runtime.post(flow, "r", "input", {})
+        for _ in range(4):
+            runtime.post(flow, "r", "input", {}, job_id=state.job_id)
+        assert runtime.wait_job(state.job_id, timeout=WAIT)
+        assert state.get_routine_state("r") == {"n": 5}
+
+    def test_concurrent_updates_are_not_lost(self) -> None:
+        state = JobState(flow_id="f")
+        barrier = threading.Barrier(4, timeout=WAIT)
+
+        def writer(k: int) -> None:
+            barrier.wait()
+            for i in range(200):
+                state.update_routine_state("r", {f"{k}-{i}": i})
+
+        threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(WAIT)
+        assert len(state.get_routine_state("r")) == 800
+
+
+class TestStatus:
+    def test_values_are_the_lowercase_names(self) -> None:
+        assert [s.value for s in JobStatus] == [
+            "pending", "running", "idle", "paused", "completed", "failed", "cancelled",
+        ]
+        assert all(s == s.value and isinstance(s, str) for s in JobStatus)
+
+    def test_terminal_statuses(self) -> None:
+        assert {s for s in JobStatus if s.is_terminal} == {
+            JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED,
+        }
+
+    def test_new_state_is_pending_with_an_id(self) -> None:
+        state = JobState(flow_id="f")
+        assert state.status is JobStatus.PENDING and state.job_id
+        assert JobState(flow_id="f").job_id != state.job_id
+
+    def test_timestamps_are_set_as_the_job_runs(self, runtime: Runtime, make_routine) -> None:
+        flow = Flow("times")
+        flow.add_routine(make_routine(events=()), "r")
+        state = runtime.exec(flow, entry_params={})
+        assert runtime.wait_job(state.job_id, timeout=WAIT)
+        assert isinstance(state.created_at, datetime)
+        assert state.created_at <= state.started_at <= state.finished_at
+
+    def test_failure_records_error_and_traceback(self, runtime: Runtime, make_routine) -> None:
+        def boom(routine, slot_data, policy_message, job_state):
+            raise KeyError("missing-thing")
+
+        flow = Flow("fails")
+        flow.add_routine(make_routine(boom), "r")
+        state = runtime.exec(flow, entry_params={})
+        assert runtime.wait_job(state.job_id, timeout=WAIT)
+        assert state.status is JobStatus.FAILED
+        assert (state.error_type, state.error_routine) == ("KeyError", "r")
+        assert "missing-thing" in state.error
+        assert "Traceback" in state.error_traceback and "boom" in state.error_traceback
+
+
+class TestBusinessData:
+    def test_shared_data_and_log_are_per_job(self, runtime: Runtime, make_routine) -> None:
+        def write(routine, slot_data, policy_message, job_state):
+            job_state.shared_data["seen"] = slot_data["input"][0]["v"]
+            job_state.shared_log.append(slot_data["input"][0]["v"])
+            routine.emit("output", **slot_data["input"][0])
+
+        def read(routine, slot_data, policy_message, job_state):
+            job_state.shared_log.append(("read", job_state.shared_data["seen"]))
+
+        flow = Flow("shared")
+        flow.add_routine(make_routine(write), "w")
+        flow.add_routine(make_routine(read, events=()), "r")
+        flow.connect("w", "output", "r", "input")
+        one = runtime.exec(flow, entry_params={"v": 1})
+        two = runtime.exec(flow, entry_params={"v": 2})
+        assert runtime.wait_until_all_jobs_finished(timeout=WAIT)
+        assert one.shared_log == [1, ("read", 1)] and two.shared_log == [2, ("read", 2)]
+
+
+class TestSaveLoad:
+    def _finished(self, runtime: Runtime, make_routine) -> JobState:
+        def logic(routine, slot_data, policy_message, job_state):
+            job_state.update_routine_state("r", {"seen": slot_data["input"][0]})
+            job_state.shared_data["k"] = [1, 2.5, None, True, {"nested": "x"}]
+            job_state.shared_log.append({"event": "done"})
+
+        flow = Flow("saved")
+        flow.add_routine(make_routine(logic, events=()), "r")
+        state = runtime.exec(flow, entry_params={"x": 1})
+        assert runtime.wait_job(state.job_id, timeout=WAIT)
+        return state
+
+    def test_round_trip_through_a_file_keeps_everything(
+        self, runtime: Runtime, make_routine, tmp_path: Path
+    ) -> None:
+        state = self._finished(runtime, make_routine)
+        path = state.save(tmp_path / "sub" / "state.json")
+        loaded = JobState.load(path)
+        for name in ("job_id", "flow_id", "status", "created_at", "started_at", "finished_at",
+                     "entry_params", "routine_states", "shared_data", "shared_log"):
+            assert getattr(loaded, name) == getattr(state, name), name
+        assert isinstance(loaded.finished_at, datetime)
+        assert [(r.routine_id, r.status) for r in loaded.history()] == [("r", "completed")]
+        assert loaded.history()[0].started_at == pytest.approx(state.history()[0].started_at)
+
+    def test_saved_file_is_json_with_a_format_version(
+        self, runtime: Runtime, make_routine, tmp_path: Path
+    ) -> None:
+        state = self._finished(runtime, make_routine)
+        data = json.loads(state.save(tmp_path / "s.json").read_text())
+        assert data["format_version"] == 1 and data["status"] == "completed"
+        assert "output_handler" not in data
+
+    def test_dict_round_trip(self, runtime: Runtime, make_routine) -> None:
+        state = self._finished(runtime, make_routine)
+        again = JobState.from_dict(state.to_dict())
+        assert again.to_dict() == state.to_dict()
+
+    def test_datetimes_in_business_data_are_saved(self, tmp_path: Path) -> None:
+        state = JobState(flow_id="f")
+        when = datetime(2024, 5, 17, 12, 30)
+        state.shared_data["when"] = when
+        loaded = JobState.load(state.save(tmp_path / "s.json"))
+        assert loaded.shared_data["when"] == when
+
+    def test_non_json_value_names_its_key_path(self, tmp_path: Path) -> None:
+        state = JobState(flow_id="f")
+        state.shared_data["outer"] = {"items": [1, object()]}
+        with pytest.raises(SerializationError, match=r"shared_data\.outer\.items\[1\]") as info:
+            state.save(tmp_path / "bad.json")
+        assert info.value.path == "shared_data.outer.items[1]"
+        assert not (tmp_path / "bad.json").exists()
+
+    def test_non_json_queued_payload_names_its_key_path(
+        self, runtime: Runtime, make_routine
+    ) -> None:
+        flow = Flow("queued-bad")
+        flow.add_routine(make_routine(events=()), "r")
+        state = runtime.exec(flow, keep_open=True)
+        runtime.pause_job(state.job_id)
+        runtime.post(flow, "r", "input", {"blob": object()}, job_id=state.job_id)
+        with pytest.raises(SerializationError, match=r"pending\.r\.input\[0\]\.blob"):
+            state.to_json()
+
+    @pytest.mark.parametrize(
+        ("content", "match"),
+        [
+            ("{not json", "not valid JSON"),
+            ("[1, 2]", "must be an object"),
+            ('{"flow_id": "f", "status": "exploded"}', "invalid job state"),
+            ('{"format_version": 99, "flow_id": "f"}', "newer"),
+        ],
+    )
+    def test_bad_files_are_serialization_errors(self, tmp_path: Path, content: str,
+                                                match: str) -> None:
+        path = tmp_path / "bad.json"
+        path.write_text(content)
+        with pytest.raises(SerializationError, match=match):
+            JobState.load(path)
+
+    def test_missing_file_is_a_serialization_error(self, tmp_path: Path) -> None:
+        with pytest.raises(SerializationError, match="cannot read"):
+            JobState.load(tmp_path / "nope.json")
+
+
+class TestPausedSnapshot:
+    def test_to_dict_of_a_paused_job_includes_queued_payloads(
+        self, runtime: Runtime, make_routine
+    ) -> None:
+        flow = Flow("paused")
+        flow.add_routine(make_routine(events=()), "r")
+        state = runtime.exec(flow, keep_open=True)
+        runtime.pause_job(state.job_id)
+        runtime.post(flow, "r", "input", {"i": 1}, job_id=state.job_id)
+        runtime.post(flow, "r", "input", {"i": 2}, job_id=state.job_id)
+        data = state.to_dict()
+        assert data["status"] == "paused"
+        assert data["pending"] == {"r": {"input": [{"i": 1}, {"i": 2}]}}
+        assert JobState.from_dict(data).pending == {"r": {"input": [{"i": 1}, {"i": 2}]}}
+
+
+def build_pipeline(make_routine, gate: threading.Event, entered: threading.Event) -> Flow:
+    """split(n) -> work (x10; waits for ``gate``) -> sink (sums into routine state)."""
+
+    def split(routine, slot_data, policy_message, job_state):
+        for i in range(1, slot_data["input"][0]["n"] + 1):
+            routine.emit("output", i=i)
+
+    def work(routine, slot_data, policy_message, job_state):
+        entered.set()
+        assert gate.wait(WAIT)
+        routine.emit("output", v=slot_data["input"][0]["i"] * 10)
+
+    def sink(routine, slot_data, policy_message, job_state):
+        rs = job_state.get_routine_state("sink", {"total": 0, "count": 0})
+        v = slot_data["input"][0]["v"]
+        job_state.update_routine_state("sink", {"total": rs["total"] + v,
+                                                "count": rs["count"] + 1})
+        job_state.shared_log.append(v)
+
+    flow = Flow("pipeline")
+    flow.add_routine(make_routine(split), "split")
+    flow.add_routine(make_routine(work), "work")
+    flow.add_routine(make_routine(sink, events=()), "sink")
+    flow.connect("split", "output", "work", "input")
+    flow.connect("work", "output", "sink", "input")
+    return flow
+
+
+class TestResume:
+    def _paused_and_saved(self, make_routine, tmp_path: Path) -> tuple[Flow, Path, dict]:
+        gate, entered = threading.Event(), threading.Event()
+        flow = build_pipeline(make_routine, gate, entered)
+        registry = FlowRegistry()
+        registry.register_by_name("pipe", flow)
+        with Runtime(thread_pool_size=2, flow_registry=registry) as first:
+            state = first.exec("pipe", entry_params={"n": 5})
+            assert entered.wait(WAIT)
+            # The first "work" activation is blocked: pausing times out but the job is paused.
+            with pytest.raises(PauseTimeoutError, match="work"):
+                first.pause_job(state.job_id, timeout=0.05)
+            gate.set()
+            first.pause_job(state.job_id, timeout=WAIT)  # returns once "work" has finished
+            assert state.status is JobStatus.PAUSED
+            snapshot = state.to_dict()
+            path = state.save(tmp_path / "job.json")
+        return flow, path, snapshot
+
+    def test_saved_paused_job_holds_its_queued_work(self, make_routine, tmp_path: Path) -> None:
+        _, _, snapshot = self._paused_and_saved(make_routine, tmp_path)
+        assert snapshot["pending"] == {
+            "work": {"input": [{"i": 2}, {"i": 3}, {"i": 4}, {"i": 5}]},
+            "sink": {"input": [{"v": 10}]},
+        }
+
+    def test_resume_in_a_fresh_runtime_matches_an_uninterrupted_run(
+        self, make_routine, tmp_path: Path
+    ) -> None:
+        flow, path, _ = self._paused_and_saved(make_routine, tmp_path)
+        registry = FlowRegistry()
+        registry.register_by_name("pipe", flow)
+        with Runtime(thread_pool_size=2, flow_registry=registry) as second:
+            loaded = JobState.load(path)
+            resumed = second.exec("pipe", job_state=loaded)
+            assert resumed is loaded
+            assert second.wait_job(resumed.job_id, timeout=WAIT)
+            straight = second.exec("pipe", entry_params={"n": 5})
+            assert second.wait_job(straight.job_id, timeout=WAIT)
+        assert resumed.status is JobStatus.COMPLETED and straight.status is JobStatus.COMPLETED
+        assert resumed.get_routine_state("sink") == straight.get_routine_state("sink")
+        assert resumed.get_routine_state("sink") == {"total": 150, "count": 5}
+        assert sorted(resumed.shared_log) == sorted(straight.shared_log)
+        # Nothing completed before the pause ran again.
+        assert [r.routine_id for r in resumed.history()].count("split") == 1
+        assert [r.routine_id for r in resumed.history()].count("work") == 5
+
+    def test_terminal_state_cannot_be_resumed(self, runtime: Runtime, make_routine) -> None:
+        flow = Flow("done")
+        flow.add_routine(make_routine(events=()), "r")
+        state = runtime.exec(flow, entry_params={})
+        assert runtime.wait_job(state.job_id, timeout=WAIT)
+        copy = JobState.from_dict(state.to_dict())
+        with pytest.raises(JobNotAcceptingWorkError, match="completed"):
+            runtime.exec(flow, job_state=copy)
+
+    def test_state_of_another_flow_is_refused(self, runtime: Runtime, make_routine) -> None:
+        flow = Flow("mine")
+        flow.add_routine(make_routine(events=()), "r")
+        with pytest.raises(ConfigurationError, match="'other'"):
+            runtime.exec(flow, job_state=JobState(flow_id="other"))
+
+    def test_fresh_pending_state_runs_its_entry_params(self, runtime: Runtime,
+                                                      make_routine) -> None:
+        flow = Flow("fresh")
+        flow.add_routine(make_routine(events=()), "r")
+        state = JobState(flow_id="fresh", entry_params={"x": 1})
+        assert runtime.exec(flow, job_state=state) is state
+        assert runtime.wait_job(state.job_id, timeout=WAIT)
+        assert state.shared_log == [("r", "input", {"x": 1})]

@@ -1,0 +1,228 @@
+"""Invariants of the runtime, checked with hypothesis on random flows.
+
+* For random DAG flows (1..8 routines, edges from lower to higher index, random fan-out and
+  fan-in, random policies and payload counts), every emitted payload is consumed exactly once
+  per connected slot, and the job completes.
+* Concurrent jobs of one flow never see each other's payloads.
+* ``wait_until_all_jobs_finished`` never returns True while an activation is queued or running.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from routilux import Flow, JobStatus, Routine, Runtime, current_activation
+from routilux.activation_policies import batch_size_policy, custom_policy, immediate_policy
+
+WAIT = 10.0
+SLOTS = ("a", "b")
+
+
+@attrs.frozen
+class Dag:
+    n: int
+    edges: tuple[tuple[int, int, str], ...]  # (source index, target index, target slot)
+    policies: tuple[str, ...]
+    concurrency: tuple[int, ...]
+    count: int  # payloads the root emits for its entry payload
+
+
+@st.composite
+def dags(draw: st.DrawFn, *, policies: tuple[str, ...] = ("immediate", "batch2", "batch3",
+                                                           "custom")) -> Dag:
+    n = draw(st.integers(1, 8))
+    edges = []
+    for j in range(1, n):
+        for i in range(j):
+            if draw(st.booleans()):
+                edges.append((i, j, draw(st.sampled_from(SLOTS))))
+    return Dag(
+        n=n,
+        edges=tuple(edges),
+        policies=tuple(draw(st.sampled_from(policies)) for _ in range(n)),
+        concurrency=tuple(draw(st.sampled_from((1, 1, 2))) for _ in range(n)),
+        count=draw(st.integers(0, 6)),
+    )
+
+
+POLICIES = {
+    "immediate": immediate_policy,
+    "batch2": lambda: batch_size_policy(2),
+    "batch3": lambda: batch_size_policy(3),
+    "custom": lambda: custom_policy(lambda queued, job_state: True, name="always"),
+}
+
+
+class Node(Routine):
+    """Logs every consumed payload and emits one derived payload per consumed payload."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        for slot in SLOTS:
+            self.add_slot(slot)
+        self.add_event("output", ["pid", "tag"])
+        self.set_logic(self._run)
+
+    def _run(self, slot_data: dict[str, list[dict[str, Any]]], policy_message: Any,
+             job_state: Any) -> None:
+        hook = self.get_config("hook")
+        if hook is not None:
+            hook()
+        rid = current_activation().routine_id
+        log = job_state.shared_log
+        for slot, payloads in slot_data.items():
+            for p in payloads:
+                log.append(("in", rid, slot, p["pid"], p["tag"]))
+                if p["pid"] == "entry":
+                    children = [f"{rid}-{k}" for k in range(p["count"])]
+                else:
+                    children = [f"{rid}.{slot}({p['pid']})"]
+                for pid in children:
+                    log.append(("out", rid, pid, p["tag"]))
+                    self.emit("output", pid=pid, tag=p["tag"])
+        if hook is not None:
+            self.get_config("exit_hook")()
+
+
+def build(dag: Dag, hook: Any = None, exit_hook: Any = None) -> Flow:
+    flow = Flow("dag")
+    for i in range(dag.n):
+        node = Node()
+        node.set_activation_policy(POLICIES[dag.policies[i]]())
+        node.set_max_concurrency(dag.concurrency[i])
+        if hook is not None:
+            node.set_config(hook=hook, exit_hook=exit_hook)
+        flow.add_routine(node, f"r{i}")
+    for i, j, slot in dag.edges:
+        flow.connect(f"r{i}", "output", f"r{j}", slot)
+    flow.set_entry("r0", "a")
+    return flow
+
+
+def check_exactly_once(dag: Dag, log: list[tuple], tag: Any) -> None:
+    """Every out of routine i is consumed exactly once by each slot i is connected to."""
+    targets: dict[str, list[tuple[str, str]]] = {}
+    for i, j, slot in dag.edges:
+        targets.setdefault(f"r{i}", []).append((f"r{j}", slot))
+    expected: Counter[tuple] = Counter({("r0", "a", "entry"): 1})
+    actual: Counter[tuple] = Counter()
+    for entry in log:
+        if entry[0] == "out":
+            _, rid, pid, t = entry
+            assert t == tag
+            for dst, slot in targets.get(rid, ()):
+                expected[(dst, slot, pid)] += 1
+        else:
+            _, rid, slot, pid, t = entry
+            assert t == tag, f"payload of job {t!r} seen by job {tag!r}"
+            actual[(rid, slot, pid)] += 1
+    assert actual == expected
+
+
+def expected_activations_immediate(dag: Dag) -> int:
+    """Activations of an all-immediate DAG: the root's entry plus one per delivery."""
+    emitted = [0] * dag.n
+    emitted[0] = dag.count
+    received = [0] * dag.n
+    for j in range(1, dag.n):
+        received[j] = sum(emitted[i] for i, jj, _ in dag.edges if jj == j)
+        emitted[j] = received[j]
+    return 1 + sum(received)
+
+
+@pytest.fixture(scope="module")
+def shared_runtime() -> Iterator[Runtime]:
+    from routilux import FlowRegistry
+
+    rt = Runtime(thread_pool_size=4, flow_registry=FlowRegistry())
+    yield rt
+    rt.shutdown(timeout=WAIT)
+
+
+class TestExactlyOnceDelivery:
+    @settings(max_examples=150, deadline=None)
+    @given(dag=dags())
+    def test_every_payload_consumed_once_per_connected_slot(
+        self, shared_runtime: Runtime, dag: Dag
+    ) -> None:
+        state = shared_runtime.exec(build(dag), entry_params={"pid": "entry", "tag": 0,
+                                                             "count": dag.count})
+        assert shared_runtime.wait_job(state.job_id, timeout=WAIT)
+        assert state.status is JobStatus.COMPLETED, state.error
+        assert state.unconsumed == {} and state.dropped == {}
+        check_exactly_once(dag, list(state.shared_log), tag=0)
+
+
+class TestJobIsolation:
+    @settings(max_examples=80, deadline=None)
+    @given(dag=dags(), jobs=st.integers(2, 4))
+    def test_concurrent_jobs_never_see_each_others_payloads(
+        self, shared_runtime: Runtime, dag: Dag, jobs: int
+    ) -> None:
+        barrier = threading.Barrier(jobs, timeout=WAIT)
+        entered: set[str] = set()
+        lock = threading.Lock()
+
+        def meet() -> None:
+            # The first activation of each job waits for the other jobs' first activations,
+            # so every job is running at the same time.
+            info = current_activation()
+            with lock:
+                first = info.job_id not in entered
+                entered.add(info.job_id)
+            if first:
+                barrier.wait()
+
+        flow = build(dag, hook=meet, exit_hook=lambda: None)
+        states = [
+            shared_runtime.exec(flow, entry_params={"pid": "entry", "tag": k, "count": dag.count})
+            for k in range(jobs)
+        ]
+        for state in states:
+            assert shared_runtime.wait_job(state.job_id, timeout=WAIT)
+        for k, state in enumerate(states):
+            assert state.status is JobStatus.COMPLETED, state.error
+            check_exactly_once(dag, list(state.shared_log), tag=k)
+
+
+class TestWaitIsExact:
+    @settings(max_examples=80, deadline=None)
+    @given(dag=dags(policies=("immediate",)), jobs=st.integers(1, 3),
+           work=st.sampled_from((0.0, 0.0005)))
+    def test_wait_all_never_returns_while_work_is_queued_or_running(
+        self, dag: Dag, jobs: int, work: float
+    ) -> None:
+        from routilux import FlowRegistry
+
+        lock = threading.Lock()
+        counts = {"running": 0, "done": 0}
+
+        def enter() -> None:
+            with lock:
+                counts["running"] += 1
+            if work:
+                time.sleep(work)  # simulated work
+
+        def leave() -> None:
+            with lock:
+                counts["running"] -= 1
+                counts["done"] += 1
+
+        flow = build(dag, hook=enter, exit_hook=leave)
+        with Runtime(thread_pool_size=3, flow_registry=FlowRegistry()) as rt:
+            for k in range(jobs):
+                rt.exec(flow, entry_params={"pid": "entry", "tag": k, "count": dag.count})
+            assert rt.wait_until_all_jobs_finished(timeout=WAIT)
+            with lock:
+                snapshot = dict(counts)
+            assert snapshot == {"running": 0,
+                                "done": jobs * expected_activations_immediate(dag)}
+            assert all(s.status is JobStatus.COMPLETED for s in rt.list_jobs())
