@@ -770,7 +770,8 @@ class TestErrorHandler:
     @pytest.mark.parametrize(
         "kwargs",
         [
-            {"strategy": "explode"},
+            {"strategy": "no spaces allowed"},
+            {"strategy": 3},
             {"retry_delay": -1},
             {"max_retries": -1},
             {"max_delay": -0.5},

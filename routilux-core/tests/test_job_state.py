@@ -349,3 +349,39 @@ class TestResume:
         assert runtime.exec(flow, job_state=state) is state
         assert runtime.wait_job(state.job_id, timeout=WAIT)
         assert state.shared_log == [("r", "input", {"x": 1})]
+
+
+class TestRefusedResumeLosesNothing:
+    def test_a_saved_state_survives_a_resume_that_is_refused(self, tmp_path: Path) -> None:
+        from routilux import Flow, JobState, Routine, Runtime
+        from routilux.errors import RuntimeClosedError, UnknownRoutineError
+
+        class Keep(Routine):
+            def __init__(self) -> None:
+                super().__init__()
+                self.add_slot("input")
+                self.set_logic(lambda slot_data, policy_message, job_state: None)
+
+        flow = Flow("refused-resume")
+        flow.add_routine(Keep(), "keep")
+        state = JobState(flow_id="refused-resume", keep_open=True, entry_delivered=True)
+        state.pending = {"keep": {"input": [{"n": 1}, {"n": 2}]}}
+        state.status = state.status.PAUSED
+        closed = Runtime(thread_pool_size=1)
+        closed.shutdown()
+        with pytest.raises(RuntimeClosedError):
+            closed.exec(flow, job_state=state)
+        assert state.pending == {"keep": {"input": [{"n": 1}, {"n": 2}]}}
+        assert state.status.value == "paused"
+
+        other = Flow("refused-resume")
+        other.add_routine(Keep(), "other")
+        with Runtime(thread_pool_size=1) as rt:
+            with pytest.raises(UnknownRoutineError, match="keep"):
+                rt.exec(other, job_state=state)
+            assert state.pending == {"keep": {"input": [{"n": 1}, {"n": 2}]}}
+            rt.exec(flow, job_state=state)  # and it still resumes where it was
+            rt.complete_job(state.job_id)
+            assert rt.wait_job(state.job_id, 10)
+        assert state.status.value == "completed"
+        assert state.pending == {}

@@ -532,8 +532,11 @@ handlers = st.builds(
 
 
 class TestPolicyAndHandlerRoundTrip:
-    def test_every_registered_policy_has_a_strategy(self) -> None:
-        assert set(type_registry.policies.names()) <= set(POLICIES)
+    def test_every_core_policy_has_a_strategy(self) -> None:
+        # plugins (e.g. routilux-builtins) test their own policies' round trips
+        from routilux.registry import TypeRegistry
+
+        assert set(TypeRegistry().policies.names()) <= set(POLICIES)
 
     @given(st.one_of(*POLICIES.values()))
     def test_policy_round_trips_with_parameters(self, policy: ActivationPolicy) -> None:

@@ -19,6 +19,7 @@ from .error_handling import ErrorHandler, ErrorStrategy
 from .errors import RoutiluxError
 from .event import Event
 from .flow import Connection, Flow, ValidationIssue, ValidationReport
+from .hookspecs import hookimpl
 from .job_state import ExecutionRecord, JobState, JobStatus
 from .monitoring.flow_registry import FlowRegistry
 from .registry import (
@@ -62,6 +63,7 @@ __all__ = [
     "breakpoint_policy",
     "current_activation",
     "custom_policy",
+    "hookimpl",
     "immediate_policy",
     "register_exception_type",
     "register_policy_type",

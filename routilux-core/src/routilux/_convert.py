@@ -30,6 +30,20 @@ ExceptionTypes = tuple[type[BaseException], ...]
 DEFAULT_HANDLER_TYPE = "error_handler"
 
 
+def _policy_from_plugins(name: str, params: dict[str, Any]) -> Any:
+    """The policy a plugin's ``routilux_activation_policy`` hook builds for ``name``, or None."""
+    from .plugins import get_plugin_manager
+
+    return get_plugin_manager().hook.routilux_activation_policy(name=name, params=params)
+
+
+def _strategy_from_plugins(name: str) -> bool:
+    """True when a plugin's ``routilux_error_strategy`` hook provides the strategy ``name``."""
+    from .plugins import get_plugin_manager
+
+    return get_plugin_manager().hook.routilux_error_strategy(name=name) is not None
+
+
 def _is_policy(t: Any) -> bool:
     return isinstance(t, type) and issubclass(t, ActivationPolicy)
 
@@ -89,6 +103,30 @@ def _build(types: TypeRegistry) -> cattrs.Converter:
     conv.register_structure_hook(str, _strict_str)
     conv.register_structure_hook(ErrorStrategy, _strategy)
     conv.register_unstructure_hook(ErrorStrategy, lambda s: s.value)
+
+    def structure_strategy_ref(value: Any, _: Any) -> ErrorStrategy | str:
+        if not isinstance(value, str):
+            raise TypeError(f"expected a strategy name, got {value!r:.60}")
+        try:
+            return ErrorStrategy(value.lower())
+        except ValueError:
+            pass
+        if value not in types.error_strategies and not _strategy_from_plugins(value):
+            known = ", ".join(
+                [s.value for s in ErrorStrategy] + types.error_strategies.names()
+            )
+            raise UnknownTypeError(
+                f"unknown error strategy {value!r}; use one of: {known} (custom strategies "
+                "come from installed plugins)",
+                type_name=value,
+            )
+        return value
+
+    is_strategy_ref = lambda t: t == (ErrorStrategy | str)  # noqa: E731
+    conv.register_structure_hook_func(is_strategy_ref, structure_strategy_ref)
+    conv.register_unstructure_hook_func(
+        is_strategy_ref, lambda v: v.value if isinstance(v, ErrorStrategy) else v
+    )
 
     # -- exception types by registered name -------------------------------------------------
 
@@ -167,7 +205,7 @@ def _build(types: TypeRegistry) -> cattrs.Converter:
 
     def unstructure_policy(policy: ActivationPolicy) -> dict[str, Any]:
         name = policy.name
-        if name not in types.policies:
+        if name not in types.policies and _policy_from_plugins(name, policy.params()) is None:
             raise SerializationError(
                 f"activation policy {name!r} ({type(policy).__qualname__}) is not registered; "
                 "register it with routilux.register_policy_type"
@@ -200,12 +238,16 @@ def _build(types: TypeRegistry) -> cattrs.Converter:
         name = value.get("name")
         if not isinstance(name, str):
             raise TypeError(f"policy 'name' must be a string, got {name!r:.60}")
-        factory = types.policies.get(name)
         params = value.get("params") or {}
         if not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params):
             raise TypeError(f"policy 'params' must be a mapping, got {params!r:.60}")
         try:
-            policy = factory(dict(params))
+            if name in types.policies:
+                policy = types.policies.get(name)(dict(params))
+            else:  # not registered: a plugin's routilux_activation_policy hook may build it
+                policy = _policy_from_plugins(name, dict(params))
+                if policy is None:
+                    types.policies.get(name)  # raises UnknownTypeError naming the known ones
         except (UnknownTypeError, ConfigurationError):
             raise
         except TypeError as exc:

@@ -28,7 +28,7 @@ from .errors import (
     UnknownTypeError,
 )
 from .flow import Flow, ValidationIssue
-from .registry import TypeRegistry, type_registry
+from .registry import TypeRegistry, default_types
 from .routine import Routine
 
 __all__ = [
@@ -170,7 +170,7 @@ def flow_to_dict(flow: Flow, types: TypeRegistry | None = None) -> dict[str, Any
         SerializationError: listing every routine, policy or handler that cannot be written
             (``.issues``), such as a plain ``Routine`` configured with ``set_logic``.
     """
-    types = types or type_registry
+    types = types or default_types()
     conv = converter_for(types)
     issues: list[ValidationIssue] = []
 
@@ -510,7 +510,7 @@ def validate_flow_document(
     the loaded flow's own :meth:`~routilux.flow.Flow.validate` errors and warnings (such as an
     entry ``exec`` cannot decide) are added when the document itself is sound.
     """
-    checker = _Checker(types or type_registry)
+    checker = _Checker(types or default_types())
     flow = checker.flow(data)
     issues = checker.issues
     if not issues and flow is not None and include_flow_checks:
@@ -524,7 +524,7 @@ def flow_from_dict(data: Any, types: TypeRegistry | None = None) -> Flow:
     Raises:
         FlowValidationError: listing every problem with its path (``.issues``).
     """
-    checker = _Checker(types or type_registry)
+    checker = _Checker(types or default_types())
     flow = checker.flow(data)
     if checker.issues or flow is None:
         flow_id = data.get("flow_id") if isinstance(data, Mapping) else None

@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from ._context import CURRENT, ActivationContext
 from .activation_policies import PolicyView
-from .error_handling import ErrorStrategy
+from .error_handling import ErrorStrategy, Failure
 from .errors import (
     ActivationPolicyError,
+    ConfigurationError,
     EmitOutsideActivationError,
     IllegalTransitionError,
     JobNotAcceptingWorkError,
@@ -102,7 +103,7 @@ class RoutineStats:
         self.total = 0.0
         self.min = float("inf")
         self.max = 0.0
-        self.durations: deque[float] = deque(maxlen=_DURATION_SAMPLES)
+        self.durations: deque[float] | None = None  # the most recent samples, made on first use
 
     def record(self, seconds: float) -> None:
         self.activations += 1
@@ -111,10 +112,13 @@ class RoutineStats:
             self.min = seconds
         if seconds > self.max:
             self.max = seconds
-        self.durations.append(seconds)
+        durations = self.durations
+        if durations is None:
+            durations = self.durations = deque(maxlen=_DURATION_SAMPLES)
+        durations.append(seconds)
 
     def to_dict(self) -> dict[str, Any]:
-        samples = sorted(self.durations)
+        samples = sorted(self.durations or ())
         n = len(samples)
 
         def pct(p: float) -> float:
@@ -153,7 +157,7 @@ class Job:
         self.flow_name = flow_name
         self.timeout = timeout
         self.lock = threading.Lock()
-        self.cond = threading.Condition(self.lock)
+        self._cond: threading.Condition | None = None  # created on first wait (rare)
         n = len(plan.routine_ids)
         self.queues: list[deque[dict[str, Any]]] = [deque() for _ in range(plan.queue_count)]
         self.caps = plan.caps
@@ -161,7 +165,7 @@ class Job:
         self.tasks = [0] * n
         self.maxc = plan.max_concurrency
         self.policies = plan.policies
-        self.retry_ready: list[deque[Activation]] = [deque() for _ in range(n)]
+        self.retry_ready: list[deque[Activation] | None] = [None] * n  # created when needed
         self.retry_waiting: set[Activation] = set()
         self.executing: set[Activation] = set()
         self.policy_timers: list[TimerHandle | None] = [None] * n
@@ -180,8 +184,8 @@ class Job:
                     state={},
                     job_state=state,
                     now=timers.now,
-                    arm=partial(self._arm_policy_timer, ri),
-                    cancel=partial(self._cancel_policy_timer, ri),
+                    owner=self,
+                    index=ri,
                 )
             )
         self.outstanding = 0
@@ -194,11 +198,34 @@ class Job:
         self.completing = False
         self.blocked_producers = 0
         self.settled = False
-        self.settled_event = threading.Event()
         self.job_timer: TimerHandle | None = None
         self.restored_retries: list[tuple[Activation, float]] = []
         self.epoch = runtime._epoch_offset
         state._live = self
+
+    def condition(self) -> threading.Condition:
+        """The job's condition (on its lock), created on first use; call with the lock held."""
+        cond = self._cond
+        if cond is None:
+            cond = self._cond = threading.Condition(self.lock)
+        return cond
+
+    def _notify_locked(self) -> None:
+        if self._cond is not None:
+            self._cond.notify_all()
+
+    def wait_settled(self, timeout: float | None) -> bool:
+        """Block until the job is drained (COMPLETED, IDLE if kept open) or ended."""
+        with self.lock:
+            if self.settled:
+                return True
+            return self.condition().wait_for(lambda: self.settled, timeout)
+
+    def _ready_list(self, ri: int) -> deque[Activation]:
+        rq = self.retry_ready[ri]
+        if rq is None:
+            rq = self.retry_ready[ri] = deque()
+        return rq
 
     # -- starting ----------------------------------------------------------------------------
 
@@ -225,7 +252,7 @@ class Job:
             if retry_in > 0:
                 self.restored_retries.append((act, retry_in))  # armed by start()
             else:
-                self.retry_ready[act.ri].append(act)
+                self._ready_list(act.ri).append(act)
         state.pending = {}
         state.in_flight = []
         state.policy_states = {}
@@ -358,7 +385,7 @@ class Job:
                 )
             self.blocked_producers += 1
             try:
-                self.cond.wait(remaining)
+                self.condition().wait(remaining)
             finally:
                 self.blocked_producers -= 1
             if self.stopped:
@@ -393,7 +420,7 @@ class Job:
             self.seq += 1
             act = Activation(ri, res[0], res[1], 0, self.seq)
             if self.blocked_producers:
-                self.cond.notify_all()
+                self._notify_locked()
         self.executing.add(act)
         return act
 
@@ -430,6 +457,9 @@ class Job:
         rid = plan.routine_ids[ri]
         timeout = plan.timeouts[ri]
         epoch = self.epoch
+        # With one activation at a time and no timeout nothing else writes this routine's
+        # stats or could abandon the activation, so success is recorded outside the lock.
+        unlocked_record = timeout is None and self.maxc[ri] == 1
         ctx = ActivationContext(self, ri, plan.routines[ri])
         token = CURRENT.set(ctx)
         ran = 0
@@ -445,6 +475,16 @@ class Job:
                 except BaseException as exc:
                     err = exc
                 t1 = time.perf_counter()
+                recorded = False
+                if unlocked_record and err is None and not act.abandoned:
+                    stats.record(t1 - t0)
+                    history.append(
+                        ExecutionRecord(
+                            routine_id=rid, status="completed", started_at=t0 + epoch,
+                            duration=t1 - t0, attempt=act.attempt,
+                        )
+                    )
+                    recorded = True
                 with lock:
                     if act.abandoned:
                         return  # timed out: the timeout handler already settled this task
@@ -452,16 +492,17 @@ class Job:
                     if act.timer is not None:
                         act.timer.cancel()
                     self.executing.discard(act)
-                    stats.record(t1 - t0)
-                    if err is None:
-                        history.append(
-                            ExecutionRecord(
-                                routine_id=rid, status="completed", started_at=t0 + epoch,
-                                duration=t1 - t0, attempt=act.attempt,
+                    if not recorded:
+                        stats.record(t1 - t0)
+                        if err is None:
+                            history.append(
+                                ExecutionRecord(
+                                    routine_id=rid, status="completed", started_at=t0 + epoch,
+                                    duration=t1 - t0, attempt=act.attempt,
+                                )
                             )
-                        )
-                    else:
-                        self._failed_locked(ri, act, err, t0 + epoch, t1 - t0)
+                        else:
+                            self._failed_locked(ri, act, err, t0 + epoch, t1 - t0)
                     nxt = None if self.stopped or self.paused else self._take_locked(ri)
                     if nxt is None:
                         self._task_end_locked(ri)
@@ -482,7 +523,7 @@ class Job:
         """
         ri = act.ri
         if act.attempt or not act.slot_data:
-            self.retry_ready[ri].appendleft(act)
+            self._ready_list(ri).appendleft(act)
             return
         names = self.plan.slot_names[ri]
         base = self.plan.queue_base[ri]
@@ -493,7 +534,7 @@ class Job:
         self.tasks[ri] -= 1
         self.ntasks -= 1
         if self.ntasks == 0 and (self.paused or self.stopped):
-            self.cond.notify_all()
+            self._notify_locked()
             if self.stopped:
                 self._settle_locked()
         self._done_locked()
@@ -514,7 +555,7 @@ class Job:
         rid = plan.routine_ids[ri]
         stats = self.stats[ri]
         if decision is None:
-            decision = handler.decide(err, act.attempt)
+            decision, err = self._decide_locked(ri, err, act.attempt, act.slot_data)
         text = f"{type(err).__name__}: {err}"
         history = self.state.execution_history
         if decision is ErrorStrategy.RETRY and not self.stopped:
@@ -560,8 +601,36 @@ class Job:
         # A policy failure has no input to re-run: RETRY degrades to its fallback. SKIP and
         # CONTINUE leave the payloads queued (unconsumed when the job completes).
         handler = self.plan.handlers[ri]
-        decision = handler.decide(err, handler.max_retries)
-        self._failed_locked(ri, act, err, time.time(), 0.0, decision)
+        decision, err2 = self._decide_locked(ri, err, handler.max_retries, {})
+        self._failed_locked(ri, act, err2, time.time(), 0.0, decision)
+
+    def _decide_locked(
+        self, ri: int, err: BaseException, attempt: int,
+        slot_data: dict[str, list[dict[str, Any]]],
+    ) -> tuple[ErrorStrategy, BaseException]:
+        """What a failure of routine ``ri`` does, asking a custom strategy if one is set."""
+        handler = self.plan.handlers[ri]
+        if not handler.is_custom:
+            return handler.decide(err, attempt), err
+        name = str(handler.strategy)
+        rid = self.plan.routine_ids[ri]
+        try:
+            impl = self.runtime._custom_strategy(name)
+            wanted = impl.handle(
+                Failure(job_state=self.state, routine_id=rid, error=err, attempt=attempt,
+                        slot_data=slot_data, handler=handler)
+            )
+            if not isinstance(wanted, ErrorStrategy):
+                raise TypeError(f"handle() returned {wanted!r}, not an ErrorStrategy")
+            return handler.settle(wanted, err, attempt), err
+        except Exception as exc:
+            failed = ConfigurationError(
+                f"error strategy {name!r} failed while handling {type(err).__name__} of "
+                f"routine {rid!r}: {type(exc).__name__}: {exc}"
+            )
+            failed.__cause__ = exc
+            failed.__context__ = err
+            return ErrorStrategy.STOP, failed
 
     def _arm_retry_locked(self, act: Activation, delay: float) -> None:
         self.outstanding += 1
@@ -575,7 +644,7 @@ class Job:
             self.retry_waiting.discard(act)
             if not self.stopped:
                 ri = act.ri
-                self.retry_ready[ri].append(act)
+                self._ready_list(ri).append(act)
                 if not self.paused and self.tasks[ri] < self.maxc[ri]:
                     self._try_start_locked(ri)
             self._done_locked()
@@ -739,21 +808,21 @@ class Job:
         if self.job_timer is not None:
             self.job_timer.cancel()
             self.job_timer = None
-        self.cond.notify_all()
-        if self.ntasks == 0:
-            self._settle_locked()
-        self.runtime._job_finished(self)
+        self._notify_locked()
+        settle = self.ntasks == 0 and not self.settled
+        if settle:
+            self.settled = True
+        self.runtime._job_finished(self, settled=settle)  # one runtime-lock trip for both
 
     def _settle_locked(self) -> None:
         if not self.settled:
             self.settled = True
-            self.settled_event.set()
+            self._notify_locked()
             self.runtime._settle(+1)
 
     def _unsettle_locked(self) -> None:
         if self.settled:
             self.settled = False
-            self.settled_event.clear()
             self.runtime._settle(-1)
 
     # -- control -----------------------------------------------------------------------------
@@ -802,7 +871,7 @@ class Job:
                         job_id=self.job_id,
                         running=running,
                     )
-                self.cond.wait(remaining)
+                self.condition().wait(remaining)
         self.runtime._notify()
 
     def resume(self) -> bool:
@@ -879,7 +948,8 @@ class Job:
         for act in sorted(self.executing, key=lambda a: a.seq):
             in_flight.append(act.to_dict(ids[act.ri]))
         for rq in self.retry_ready:
-            in_flight.extend(act.to_dict(ids[act.ri]) for act in rq)
+            if rq:
+                in_flight.extend(act.to_dict(ids[act.ri]) for act in rq)
         now = self.timers.now()
         for act in sorted(self.retry_waiting, key=lambda a: a.seq):
             in_flight.append(act.to_dict(ids[act.ri], max(0.0, act.due - now)))

@@ -52,6 +52,7 @@ class FlowPlan:
     sources: tuple[int, ...]
     entry_error: str | None
     execution_timeout: float | None
+    custom_strategies: tuple[str, ...] = ()
 
     def queue_index(self, routine_id: str, slot: str) -> tuple[int, int]:
         """``(routine index, flat queue index)`` of a slot, for posts and restores."""
@@ -269,6 +270,7 @@ def compile_flow(flow: Flow) -> FlowPlan:
         for rid, slot in entries
     )
     flow_handler = flow.error_handler or DEFAULT_ERROR_HANDLER
+    handlers = tuple(r.error_handler or flow_handler for r in routines)
     return FlowPlan(
         flow_id=flow.flow_id,
         routine_ids=ids,
@@ -276,7 +278,7 @@ def compile_flow(flow: Flow) -> FlowPlan:
         routines=routines,
         logics=tuple(r.logic for r in routines),  # type: ignore[misc]
         policies=tuple(r.activation_policy or immediate_policy() for r in routines),
-        handlers=tuple(r.error_handler or flow_handler for r in routines),
+        handlers=handlers,
         max_concurrency=tuple(r.max_concurrency for r in routines),
         timeouts=tuple(
             _timeout_of(r, rid, r.error_handler or flow_handler)
@@ -294,4 +296,5 @@ def compile_flow(flow: Flow) -> FlowPlan:
         sources=tuple(index_of[rid] for rid in sources),
         entry_error=entry_problem,
         execution_timeout=flow.execution_timeout,
+        custom_strategies=tuple(sorted({str(h.strategy) for h in handlers if h.is_custom})),
     )

@@ -54,7 +54,8 @@ class PolicyView:
     """
 
     __slots__ = (
-        "_arm", "_cancel", "_now", "job_state", "queues", "routine_id", "slot_names", "state"
+        "_arm", "_cancel", "_index", "_now", "_owner", "job_state", "queues", "routine_id",
+        "slot_names", "state",
     )
 
     def __init__(
@@ -66,8 +67,10 @@ class PolicyView:
         state: dict[str, Any],
         job_state: JobState,
         now: Callable[[], float],
-        arm: Callable[[float], None],
+        arm: Callable[[float], None] | None = None,
         cancel: Callable[[], None] | None = None,
+        owner: Any = None,
+        index: int = 0,
     ) -> None:
         self.routine_id = routine_id
         self.slot_names = slot_names
@@ -77,6 +80,8 @@ class PolicyView:
         self._now = now
         self._arm = arm
         self._cancel = cancel
+        self._owner = owner  # the runtime's job: timers go to owner._arm_policy_timer(index, ...)
+        self._index = index
 
     def now(self) -> float:
         """The runtime clock's current time (monotonic seconds)."""
@@ -88,12 +93,17 @@ class PolicyView:
         Only the earliest pending deadline per job and routine is kept; an armed timer counts
         as outstanding work, so the job does not complete while it is pending.
         """
-        self._arm(deadline)
+        if self._owner is not None:
+            self._owner._arm_policy_timer(self._index, deadline)
+        elif self._arm is not None:
+            self._arm(deadline)
 
     def cancel_timer(self) -> None:
         """Drop the pending timer armed for this job and routine, if any (for example when a
         batch went out before its deadline), so it no longer keeps the job open."""
-        if self._cancel is not None:
+        if self._owner is not None:
+            self._owner._cancel_policy_timer(self._index)
+        elif self._cancel is not None:
             self._cancel()
 
     def total(self) -> int:

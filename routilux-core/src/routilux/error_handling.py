@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import enum
 import random
-from typing import Any
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
 
 from .errors import ConfigurationError
 
-__all__ = ["DEFAULT_ERROR_HANDLER", "ErrorHandler", "ErrorStrategy"]
+if TYPE_CHECKING:
+    from .job_state import JobState
+
+__all__ = [
+    "DEFAULT_ERROR_HANDLER",
+    "CustomErrorStrategy",
+    "ErrorHandler",
+    "ErrorStrategy",
+    "Failure",
+]
 
 
 class ErrorStrategy(enum.StrEnum):
@@ -38,6 +49,64 @@ def _to_strategy(value: ErrorStrategy | str) -> ErrorStrategy:
         raise ConfigurationError(
             f"unknown error strategy {value!r}; use one of: {known}"
         ) from None
+
+
+_STRATEGY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,99}")
+
+
+def _to_strategy_or_name(value: ErrorStrategy | str) -> ErrorStrategy | str:
+    """A built-in strategy, or the name of a custom one (resolved when a job starts)."""
+    if isinstance(value, ErrorStrategy):
+        return value
+    if not isinstance(value, str):
+        raise ConfigurationError(f"error strategy must be a name, got {value!r}")
+    try:
+        return ErrorStrategy(value.strip().lower())
+    except ValueError:
+        pass
+    name = value.strip()
+    if not _STRATEGY_NAME.fullmatch(name):
+        raise ConfigurationError(
+            f"{value!r} is not a valid error strategy name; use stop, continue, retry, skip or "
+            "the registered name of a custom strategy (letters, digits, '_', '.', ':', '-')"
+        )
+    return name
+
+
+@attrs.frozen(kw_only=True)
+class Failure:
+    """What a custom error strategy is told about one failed activation.
+
+    Attributes:
+        job_state: the failing job's state (write to it to record what you did).
+        routine_id: the routine whose activation failed.
+        error: the exception (``RoutineTimeoutError`` for a timeout,
+            ``ActivationPolicyError`` for a policy that raised).
+        attempt: 0 for the first run, n for the n-th retry.
+        slot_data: the input of the activation (empty for a policy failure).
+        handler: the routine's error handler (its retry parameters apply to RETRY).
+    """
+
+    job_state: JobState
+    routine_id: str
+    error: BaseException
+    attempt: int
+    slot_data: Mapping[str, list[dict[str, Any]]]
+    handler: ErrorHandler
+
+
+@runtime_checkable
+class CustomErrorStrategy(Protocol):
+    """A strategy provided by a plugin and chosen by name: ``ErrorHandler(strategy="name")``.
+
+    ``handle`` runs under the job's lock, on the thread that noticed the failure: keep it short,
+    never block, and do not call the runtime for the same job. It may record things in
+    ``failure.job_state`` and returns what happens next as a built-in strategy: STOP, CONTINUE,
+    SKIP, or RETRY (honoured with the handler's retry parameters while retries remain, then the
+    handler's fallback). If ``handle`` raises, the job fails with that error.
+    """
+
+    def handle(self, failure: Failure) -> ErrorStrategy: ...
 
 
 def _non_negative(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -78,7 +147,9 @@ class ErrorHandler:
     the default (STOP).
 
     Args:
-        strategy: what a failure does.
+        strategy: what a failure does: a built-in :class:`ErrorStrategy` (or its name), or the
+            registered name of a custom strategy provided by a plugin (checked when a job
+            starts; see :class:`CustomErrorStrategy`).
         max_retries: RETRY only: how many times an activation is re-run after its first failure.
         retry_delay: RETRY only: seconds before the first retry.
         retry_backoff: RETRY only: multiplier applied per further attempt, so attempt ``n``
@@ -94,7 +165,9 @@ class ErrorHandler:
             flow handler it is the default of every routine that uses the flow's handler.
     """
 
-    strategy: ErrorStrategy = attrs.field(default=ErrorStrategy.STOP, converter=_to_strategy)
+    strategy: ErrorStrategy | str = attrs.field(
+        default=ErrorStrategy.STOP, converter=_to_strategy_or_name
+    )
     max_retries: int = attrs.field(default=3, validator=_non_negative)
     retry_delay: float = attrs.field(default=1.0, validator=_non_negative)
     retry_backoff: float = attrs.field(default=2.0, validator=_non_negative)
@@ -128,11 +201,28 @@ class ErrorHandler:
         RETRY is returned only while retries remain and ``exc`` is retryable; otherwise the
         fallback (always STOP for a critical routine).
         """
-        if self.strategy is ErrorStrategy.RETRY:
+        return self.settle(self.strategy, exc, attempt)
+
+    @property
+    def is_custom(self) -> bool:
+        """True when ``strategy`` names a custom (plugin) strategy."""
+        return not isinstance(self.strategy, ErrorStrategy)
+
+    def settle(
+        self, wanted: ErrorStrategy | str, exc: BaseException, attempt: int
+    ) -> ErrorStrategy:
+        """Turn the strategy a failure asks for into what happens: RETRY only while retries
+        remain and ``exc`` is retryable, else the fallback (STOP for a critical routine)."""
+        if not isinstance(wanted, ErrorStrategy):
+            raise ConfigurationError(
+                f"custom error strategy {wanted!r} must be resolved by the runtime; "
+                "ErrorHandler.decide only answers for built-in strategies"
+            )
+        if wanted is ErrorStrategy.RETRY:
             if attempt < self.max_retries and isinstance(exc, self.retryable_exceptions):
                 return ErrorStrategy.RETRY
             return ErrorStrategy.STOP if self.is_critical else self.fallback
-        return self.strategy
+        return wanted
 
 
 DEFAULT_ERROR_HANDLER = ErrorHandler(strategy=ErrorStrategy.STOP)

@@ -21,7 +21,7 @@ from .errors import (
     UnknownSlotError,
     WiringError,
 )
-from .routine import Routine
+from .routine import EDIT_EPOCH, Routine
 
 if TYPE_CHECKING:
     from ._plan import FlowPlan
@@ -136,6 +136,7 @@ class Flow:
         self._plan_lock = threading.Lock()
         self._plan: FlowPlan | None = None
         self._plan_stamp: tuple[int, int] | None = None
+        self._plan_epoch = -1
         if error_handler is not None:
             self.set_error_handler(error_handler)
         if execution_timeout is not None:
@@ -274,6 +275,7 @@ class Flow:
 
     def _touch(self) -> None:
         self._version += 1
+        EDIT_EPOCH[0] += 1
 
     # -- checking and compiling ----------------------------------------------------------
 
@@ -290,6 +292,10 @@ class Flow:
 
     def plan(self) -> FlowPlan:
         """The compiled, immutable plan for new jobs (rebuilt after any edit)."""
+        plan = self._plan
+        epoch = EDIT_EPOCH[0]
+        if plan is not None and self._plan_epoch == epoch:
+            return plan  # nothing was edited anywhere since this plan was checked
         from ._plan import compile_flow
 
         stamp = (self._version, sum(r._version for r in self._routines.values()))
@@ -297,6 +303,7 @@ class Flow:
             if self._plan is None or self._plan_stamp != stamp:
                 self._plan = compile_flow(self)
                 self._plan_stamp = stamp
+            self._plan_epoch = epoch
             return self._plan
 
     # -- saving and loading --------------------------------------------------------------

@@ -10,9 +10,9 @@ from __future__ import annotations
 import enum
 import json
 import os
+import random
 import tempfile
 import threading
-import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -135,7 +135,22 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-@attrs.define(kw_only=True, eq=False)
+def _new_job_id() -> str:
+    """A random (version 4) UUID as 32 hex digits.
+
+    Drawn from :mod:`random` (seeded from the OS at start and re-seeded in forked children),
+    not ``os.urandom``: job ids are identifiers, not secrets, and a system call on the ``exec``
+    path releases the GIL and stalls behind busy workers.
+    """
+    n = random.getrandbits(128)
+    n = (n & ~(0xF000 << 64)) | (4 << 76)  # version 4
+    n = (n & ~(0xC000 << 48)) | (0x8000 << 48)  # RFC 4122 variant
+    return f"{n:032x}"
+
+
+# Setting attributes runs no attrs hooks (statuses change on the runtime's hot path; values
+# are converted in __init__ and checked on load).
+@attrs.define(kw_only=True, eq=False, on_setattr=attrs.setters.NO_OP)
 class JobState:
     """The state of one execution of a flow.
 
@@ -159,7 +174,7 @@ class JobState:
     """
 
     flow_id: str
-    job_id: str = attrs.field(factory=lambda: uuid.uuid4().hex)
+    job_id: str = attrs.field(factory=_new_job_id)
     status: JobStatus = attrs.field(default=JobStatus.PENDING, converter=JobStatus)
     created_at: datetime = attrs.field(factory=_now)
     started_at: datetime | None = None

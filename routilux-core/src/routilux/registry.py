@@ -15,13 +15,14 @@ from .errors import ConfigurationError, UnknownTypeError
 
 if TYPE_CHECKING:
     from .activation_policies import ActivationPolicy
-    from .error_handling import ErrorHandler
+    from .error_handling import CustomErrorStrategy, ErrorHandler
     from .routine import Routine
 
 __all__ = [
     "NamedRegistry",
     "RoutineTypeRegistry",
     "TypeRegistry",
+    "default_types",
     "register_exception_type",
     "register_policy_type",
     "register_predicate",
@@ -203,6 +204,9 @@ class TypeRegistry:
         self.error_handlers: NamedRegistry[type[ErrorHandler]] = NamedRegistry(
             "error handler type"
         )
+        self.error_strategies: NamedRegistry[CustomErrorStrategy] = NamedRegistry(
+            "error strategy"
+        )
         self.codecs = CodecRegistry(builtins=builtins)
         if builtins:
             _install_builtins(self)
@@ -214,6 +218,7 @@ class TypeRegistry:
             self.predicates.version,
             self.exceptions.version,
             self.error_handlers.version,
+            self.error_strategies.version,
             self.codecs.version,
         )
 
@@ -268,6 +273,17 @@ def _install_builtins(types: TypeRegistry) -> None:
 
 type_registry = TypeRegistry(routine_types)
 """The process-wide registry bundle (routines, policies, predicates, exceptions, codecs)."""
+
+
+def default_types() -> TypeRegistry:
+    """The process-wide registry, after installed plugins have registered their types.
+
+    Loading a flow by type names goes through this, so routines of installed packs are found
+    without the user importing anything.
+    """
+    from .plugins import get_plugin_manager
+
+    return get_plugin_manager().registry
 
 
 def register_predicate(name: str, predicate: Predicate, *, replace: bool = False) -> Predicate:

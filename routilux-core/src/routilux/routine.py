@@ -32,6 +32,11 @@ Logic = Callable[[dict[str, list[dict[str, Any]]], Mapping[str, Any], Any], Any]
 """``logic(slot_data, policy_message, job_state)``."""
 
 
+EDIT_EPOCH = [0]
+"""Bumped by every edit of any routine or flow, so ``Flow.plan()`` can skip re-checking
+when nothing anywhere changed (the common case on the ``exec`` path)."""
+
+
 def _check_name(kind: str, name: object) -> str:
     if not isinstance(name, str) or not name:
         raise ConfigurationError(f"{kind} name must be a non-empty string, got {name!r}")
@@ -63,11 +68,14 @@ class Routine:
 
     type_name: ClassVar[str] = "routilux.routine:Routine"
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
+        """Register the subclass under its ``type_name``; ``class Base(Routine,
+        register=False)`` keeps an abstract base class out of the registry."""
         super().__init_subclass__(**kwargs)
         if "type_name" not in cls.__dict__:
             cls.type_name = f"{cls.__module__}:{cls.__qualname__}"
-        routine_types.register(cls.type_name, cls)
+        if register:
+            routine_types.register(cls.type_name, cls)
 
     def __init__(self) -> None:
         self._slots: dict[str, Slot] = {}
@@ -78,6 +86,11 @@ class Routine:
         self._error_handler: ErrorHandler | None = None
         self._max_concurrency = 1
         self._version = 0
+
+    def _touch(self) -> None:
+        """Record an edit: flows recompile their plan for new jobs."""
+        self._version += 1
+        EDIT_EPOCH[0] += 1
 
     # -- interface -----------------------------------------------------------------------
 
@@ -114,7 +127,7 @@ class Routine:
         except ValueError as exc:
             raise ConfigurationError(f"slot {name!r}: {exc}") from None
         self._slots[name] = slot
-        self._version += 1
+        self._touch()
         return slot
 
     def add_event(self, name: str, output_params: Iterable[str] | None = None) -> Event:
@@ -130,7 +143,7 @@ class Routine:
         )
         event = Event(name=name, output_params=params, routine=self)
         self._events[name] = event
-        self._version += 1
+        self._touch()
         return event
 
     @property
@@ -170,7 +183,7 @@ class Routine:
     def set_config(self, **config: Any) -> None:
         """Merge static configuration values (read by logic with :meth:`get_config`)."""
         self._config.update(config)
-        self._version += 1
+        self._touch()
 
     def get_config(self, key: str, default: Any = None) -> Any:
         return self._config.get(key, default)
@@ -200,7 +213,7 @@ class Routine:
                 "function"
             )
         self._logic = logic
-        self._version += 1
+        self._touch()
 
     @property
     def logic(self) -> Logic | None:
@@ -215,7 +228,7 @@ class Routine:
                 f"(for example immediate_policy()), got {policy!r}"
             )
         self._activation_policy = policy
-        self._version += 1
+        self._touch()
 
     @property
     def activation_policy(self) -> ActivationPolicy | None:
@@ -229,7 +242,7 @@ class Routine:
                 f"got {handler!r}"
             )
         self._error_handler = handler
-        self._version += 1
+        self._touch()
 
     @property
     def error_handler(self) -> ErrorHandler | None:
@@ -283,7 +296,7 @@ class Routine:
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ConfigurationError(f"max concurrency must be an integer >= 1, got {n!r}")
         self._max_concurrency = n
-        self._version += 1
+        self._touch()
 
     @property
     def max_concurrency(self) -> int:

@@ -6,7 +6,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from queue import SimpleQueue
 from types import TracebackType
 from typing import Any
@@ -16,16 +16,20 @@ import structlog
 from ._job import Activation, Job
 from ._timers import TimerWheel
 from .clock import Clock, SystemClock
+from .error_handling import CustomErrorStrategy
 from .errors import (
     ConfigurationError,
     EntryError,
     JobNotAcceptingWorkError,
     RuntimeClosedError,
     UnknownJobError,
+    UnknownTypeError,
 )
 from .flow import Flow
 from .job_state import DEFAULT_HISTORY_LIMIT, JobState, JobStatus
 from .monitoring.flow_registry import FlowRegistry
+from .plugins import create_plugin_manager, get_plugin_manager
+from .registry import TypeRegistry, routine_types
 
 __all__ = ["Runtime"]
 
@@ -51,6 +55,11 @@ class Runtime:
             oldest are forgotten beyond it.
         finished_job_ttl: seconds a finished job is kept (None: no age limit).
         history_limit: execution records kept per job.
+        plugins: extra plugin objects (modules or instances with ``@routilux.hookimpl``
+            functions) for this runtime, on top of the installed ones.
+        disabled_plugins: entry-point (or distribution) names of installed plugins this
+            runtime must not load. With either option the runtime gets its own plugin manager
+            and registry; otherwise it shares the process-wide one.
     """
 
     def __init__(
@@ -62,6 +71,8 @@ class Runtime:
         max_finished_jobs: int = 1000,
         finished_job_ttl: float | None = None,
         history_limit: int = DEFAULT_HISTORY_LIMIT,
+        plugins: Iterable[Any] | None = None,
+        disabled_plugins: Iterable[str] | None = None,
     ) -> None:
         size = _default_pool_size() if thread_pool_size is None else thread_pool_size
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
@@ -91,6 +102,45 @@ class Runtime:
         self._unsettled = 0
         self._closed = False
         self._epoch_offset = time.time() - time.perf_counter()
+        if plugins is None and disabled_plugins is None:
+            self.plugin_manager = get_plugin_manager()
+        else:
+            self.plugin_manager = create_plugin_manager(
+                registry=TypeRegistry(routine_types),
+                plugins=list(plugins or ()),
+                disabled=list(disabled_plugins or ()),
+            )
+        self._strategies: dict[str, CustomErrorStrategy] = {}
+        self._call_hook("routilux_runtime_started")
+
+    def _call_hook(self, name: str) -> None:
+        """Call every implementation of a lifecycle hook; one raising never stops the others
+        (nor the runtime): it is logged."""
+        for impl in getattr(self.plugin_manager.hook, name).get_hookimpls():
+            try:
+                impl.function(**{arg: self for arg in impl.argnames if arg == "runtime"})
+            except Exception:
+                _log.exception("plugin.hook_failed", hook=name, plugin=impl.plugin_name)
+
+    def _custom_strategy(self, name: str) -> CustomErrorStrategy:
+        """The implementation of the custom error strategy ``name`` (cached)."""
+        impl = self._strategies.get(name)
+        if impl is not None:
+            return impl
+        registry = self.plugin_manager.registry
+        if name in registry.error_strategies:
+            impl = registry.error_strategies.get(name)
+        else:
+            impl = self.plugin_manager.hook.routilux_error_strategy(name=name)
+        if impl is None:
+            known = ", ".join(registry.error_strategies.names()) or "none"
+            raise UnknownTypeError(
+                f"no plugin provides the error strategy {name!r} (custom strategies "
+                f"registered: {known}); install the pack that provides it or fix the name",
+                type_name=name,
+            )
+        self._strategies[name] = impl
+        return impl
 
     # -- plumbing used by jobs ---------------------------------------------------------------
 
@@ -107,20 +157,31 @@ class Runtime:
         with self._cond:
             self._cond.notify_all()
 
-    def _job_finished(self, job: Job) -> None:
+    def _job_finished(self, job: Job, *, settled: bool) -> None:
         with self._cond:
+            if settled:
+                self._unsettled -= 1
+                self._cond.notify_all()
             now = time.monotonic()
             self._finished[job.job_id] = now
             while len(self._finished) > self._max_finished:
                 old, _ = self._finished.popitem(last=False)
-                self._jobs.pop(old, None)
+                self._forget(old)
             if self._finished_ttl is not None:
                 while self._finished:
                     old, at = next(iter(self._finished.items()))
                     if now - at < self._finished_ttl:
                         break
                     self._finished.popitem(last=False)
-                    self._jobs.pop(old, None)
+                    self._forget(old)
+
+    def _forget(self, job_id: str) -> None:
+        """Drop a finished job (runtime lock held) and break its reference cycles, so its
+        memory is freed at once rather than by the cyclic garbage collector."""
+        job = self._jobs.pop(job_id, None)
+        if job is not None:
+            job.state._live = None
+            job.views = []
 
     def _worker(self) -> None:
         get = self._queue.get
@@ -174,15 +235,16 @@ class Runtime:
             timeout: seconds before the job fails with ``JobTimeoutError`` (default: the
                 flow's ``execution_timeout``).
         """
-        with self._lock:
-            if self._closed:
-                raise RuntimeClosedError("the runtime is shut down; create a new Runtime")
+        if self._closed:  # checked again, under the lock, when the job is registered
+            raise RuntimeClosedError("the runtime is shut down; create a new Runtime")
         flow, name = self._resolve(flow_name)
         plan = flow.plan()
         if entry_params is not None and not isinstance(entry_params, Mapping):
             raise ConfigurationError(
                 f"entry_params must be a dict of parameters, got {type(entry_params).__name__}"
             )
+        for strategy in plan.custom_strategies:
+            self._custom_strategy(strategy)  # unknown names fail here, before the job starts
         if timeout is None:
             timeout = plan.execution_timeout
         if job_state is None:
@@ -207,21 +269,27 @@ class Runtime:
                 f"flow {flow.flow_id!r}: cannot deliver entry parameters: {plan.entry_error}",
                 flow_id=flow.flow_id,
             )
-        job = Job(self, plan, state, keep_open=keep_open, flow_name=name, timeout=timeout)
-        if job_state is not None:
-            job.restore()
-            if state.status is not JobStatus.PENDING:
+        # A refused resume must leave the saved state exactly as it was (nothing lost).
+        saved = (state.pending, state.in_flight, state.policy_states, state.status, state._live)
+        try:
+            job = Job(self, plan, state, keep_open=keep_open, flow_name=name, timeout=timeout)
+            if job_state is not None:
+                job.restore()
                 state.status = JobStatus.PENDING  # a resumed job runs again from here
-        with self._cond:
-            if self._closed:
-                raise RuntimeClosedError("the runtime is shut down; create a new Runtime")
-            if state.job_id in self._jobs and not self._jobs[state.job_id].stopped:
-                raise ConfigurationError(
-                    f"job {state.job_id} is already running in this runtime"
-                )
-            self._jobs[state.job_id] = job
-            self._unsettled += 1
-            self._ensure_workers()
+            with self._cond:
+                if self._closed:
+                    raise RuntimeClosedError("the runtime is shut down; create a new Runtime")
+                if state.job_id in self._jobs and not self._jobs[state.job_id].stopped:
+                    raise ConfigurationError(
+                        f"job {state.job_id} is already running in this runtime"
+                    )
+                self._jobs[state.job_id] = job
+                self._unsettled += 1
+                self._ensure_workers()
+        except BaseException:
+            (state.pending, state.in_flight, state.policy_states, state.status,
+             state._live) = saved
+            raise
         entry = dict(entry_params) if entry_params is not None else dict(state.entry_params or {})
         job.start(deliver, entry)
         return state
@@ -288,7 +356,7 @@ class Runtime:
 
         Returns False if ``timeout`` seconds passed first.
         """
-        return self._live(job_id).settled_event.wait(timeout)
+        return self._live(job_id).wait_settled(timeout)
 
     def wait_until_all_jobs_finished(self, timeout: float | None = None) -> bool:
         """Block until every job has drained or ended; False if ``timeout`` passed first.
@@ -409,6 +477,7 @@ class Runtime:
                 ok = ok and not t.is_alive()
         self._workers = []
         self._timers.close()
+        self._call_hook("routilux_runtime_stopped")
         return ok
 
     def __enter__(self) -> Runtime:

@@ -35,7 +35,7 @@ from ._flow_document import (
 )
 from .errors import RoutiluxError, SerializationError
 from .job_state import DEFAULT_HISTORY_LIMIT, FORMAT_VERSION, ExecutionRecord, JobState
-from .registry import TypeRegistry, type_registry
+from .registry import TypeRegistry, default_types
 
 if TYPE_CHECKING:
     from .flow import Flow, ValidationIssue
@@ -142,7 +142,7 @@ def register_codec(
     registered types). Built-in tags: tuple, set, frozenset, datetime, date, time, timedelta,
     decimal, uuid, bytes.
     """
-    (types or type_registry).codecs.register(type_, encode, decode, tag, replace=replace)
+    (types or default_types()).codecs.register(type_, encode, decode, tag, replace=replace)
 
 
 # -- JSON checks ---------------------------------------------------------------------------
@@ -265,7 +265,7 @@ def job_state_to_dict(state: JobState, types: TypeRegistry | None = None) -> dic
         SerializationError: a value has no codec; ``.path`` (``pending.b.input[3].when``),
             ``.routine_id`` and ``.slot`` locate it.
     """
-    types = types or type_registry
+    types = types or default_types()
     live = state._live
     if live is not None:
         with live.lock, state._lock:
@@ -419,7 +419,7 @@ def job_state_from_dict(data: Any, types: TypeRegistry | None = None) -> JobStat
         SerializationError: the data is malformed (``.path`` says where).
         UnknownTypeError: a value names a codec tag that is not registered.
     """
-    types = types or type_registry
+    types = types or default_types()
     if not isinstance(data, Mapping):
         raise SerializationError(f"job state must be a mapping, got {type(data).__name__}")
     try:

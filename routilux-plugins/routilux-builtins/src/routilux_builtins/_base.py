@@ -40,7 +40,7 @@ def jmespath_truthy(value: Any) -> bool:
     return True
 
 
-class BuiltinRoutine(Routine):
+class BuiltinRoutine(Routine, register=False):
     """Base of the builtin routines: declared, validated configuration.
 
     Subclasses set ``CONFIG_DEFAULTS`` (every accepted key and its default) and ``REQUIRED``

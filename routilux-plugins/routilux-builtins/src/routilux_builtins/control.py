@@ -26,7 +26,7 @@ SlotData = dict[str, list[Payload]]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class _Buffered(BuiltinRoutine):
+class _Buffered(BuiltinRoutine, register=False):
     """A builtin whose slot queues are its buffer: ``max_pending`` and ``overflow`` apply to
     every slot."""
 
