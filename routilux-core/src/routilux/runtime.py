@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from ._job import Activation, Job
+from ._job import Activation, Job, _YieldingLock
 from ._timers import TimerWheel
 from .clock import Clock, SystemClock
 from .error_handling import CustomErrorStrategy
@@ -97,6 +97,7 @@ class Runtime:
         self._workers: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
+        self._hot = _YieldingLock(self._lock)  # the runtime lock, on the per-job paths
         self._jobs: dict[str, Job] = {}
         self._finished: OrderedDict[str, float] = OrderedDict()
         self._unsettled = 0
@@ -148,7 +149,7 @@ class Runtime:
         self._submit_put((job, ri, act))
 
     def _settle(self, delta: int) -> None:
-        with self._cond:
+        with self._hot:
             self._unsettled -= delta
             if self._unsettled == 0 or delta > 0:
                 self._cond.notify_all()
@@ -158,7 +159,7 @@ class Runtime:
             self._cond.notify_all()
 
     def _job_finished(self, job: Job, *, settled: bool) -> None:
-        with self._cond:
+        with self._hot:
             if settled:
                 self._unsettled -= 1
                 self._cond.notify_all()
@@ -276,7 +277,7 @@ class Runtime:
             if job_state is not None:
                 job.restore()
                 state.status = JobStatus.PENDING  # a resumed job runs again from here
-            with self._cond:
+            with self._hot:
                 if self._closed:
                     raise RuntimeClosedError("the runtime is shut down; create a new Runtime")
                 if state.job_id in self._jobs and not self._jobs[state.job_id].stopped:
@@ -369,7 +370,7 @@ class Runtime:
     # -- inspecting --------------------------------------------------------------------------
 
     def _live(self, job_id: str) -> Job:
-        with self._lock:
+        with self._hot:
             job = self._jobs.get(job_id)
         if job is None:
             raise UnknownJobError(
