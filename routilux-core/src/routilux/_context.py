@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import attrs
 
 if TYPE_CHECKING:
-    from ._job import Activation, Job
+    from ._activation import Activation
+    from ._job import Job
     from .routine import Routine
 
 __all__ = ["ActivationContext", "ActivationInfo", "current_activation"]

@@ -19,10 +19,10 @@ import time
 import traceback
 from collections import deque
 from functools import partial
-from time import sleep as _yield
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from ._activation import Activation, RoutineStats, YieldingLock
 from ._context import CURRENT, ActivationContext
 from .activation_policies import PolicyView
 from .error_handling import ErrorStrategy, Failure
@@ -30,10 +30,7 @@ from .errors import (
     ActivationPolicyError,
     ConfigurationError,
     EmitOutsideActivationError,
-    IllegalTransitionError,
-    JobNotAcceptingWorkError,
     JobTimeoutError,
-    PauseTimeoutError,
     QueueFullError,
     RoutineTimeoutError,
     UnknownEventError,
@@ -47,140 +44,24 @@ if TYPE_CHECKING:
     from .routine import Routine
     from .runtime import Runtime
 
-__all__ = ["Activation", "Job", "RoutineStats"]
+__all__ = ["Job"]
 
 _FAIRNESS = 64
 """Activations one task runs before yielding its worker to other queued tasks."""
 
 _SOURCE_MESSAGE = MappingProxyType({"policy": "source"})
-_DURATION_SAMPLES = 1024
-
-
-_SPINS = 50
-"""Times a worker yields the GIL and retries before it blocks on a busy job lock."""
-
-
-class _YieldingLock:
-    """Enter the job lock without joining a lock convoy.
-
-    A blocking ``Lock.acquire`` hands the lock to a waiter that still needs the GIL; under
-    load, two workers then take turns through the operating system on every acquisition (two
-    context switches per message, measured). Trying without blocking and yielding the GIL
-    between tries lets the holder finish its short critical section first, so the lock is
-    only ever taken by a running thread. After ``_SPINS`` tries it blocks, so a waiter never
-    starves.
-    """
-
-    __slots__ = ("acquire", "release")
-
-    def __init__(self, lock: threading.Lock) -> None:
-        self.acquire = lock.acquire
-        self.release = lock.release
-
-    def __enter__(self) -> None:
-        acquire = self.acquire
-        if acquire(False):
-            return
-        for _ in range(_SPINS):
-            _yield(0)
-            if acquire(False):
-                return
-        acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-class Activation:
-    """The input of one activation (kept for retries, saving and timeouts)."""
-
-    __slots__ = ("abandoned", "attempt", "due", "finished", "message", "ri", "seq", "slot_data",
-                 "timer")
-
-    def __init__(
-        self, ri: int, slot_data: dict[str, list[dict[str, Any]]], message: Any, attempt: int,
-        seq: int,
-    ) -> None:
-        self.ri = ri
-        self.slot_data = slot_data
-        self.message = message
-        self.attempt = attempt
-        self.seq = seq
-        self.abandoned = False
-        self.finished = False
-        self.timer: TimerHandle | None = None
-        self.due = 0.0
-
-    def to_dict(self, routine_id: str, retry_in: float = 0.0) -> dict[str, Any]:
-        return {
-            "routine_id": routine_id,
-            "slot_data": self.slot_data,
-            "message": dict(self.message) if self.message is not None else None,
-            "attempt": self.attempt,
-            "seq": self.seq,
-            "retry_in": retry_in,
-        }
-
-
-class RoutineStats:
-    """Per-job counters of one routine (written under the job lock)."""
-
-    __slots__ = ("activations", "durations", "errors", "max", "min", "payloads_in",
-                 "payloads_out", "retries", "skipped", "timeouts", "total")
-
-    def __init__(self) -> None:
-        self.activations = 0
-        self.errors = 0
-        self.retries = 0
-        self.skipped = 0
-        self.timeouts = 0
-        self.payloads_in = 0
-        self.payloads_out = 0
-        self.total = 0.0
-        self.min = float("inf")
-        self.max = 0.0
-        self.durations: deque[float] | None = None  # the most recent samples, made on first use
-
-    def record(self, seconds: float) -> None:
-        self.activations += 1
-        self.total += seconds
-        if seconds < self.min:
-            self.min = seconds
-        if seconds > self.max:
-            self.max = seconds
-        durations = self.durations
-        if durations is None:
-            durations = self.durations = deque(maxlen=_DURATION_SAMPLES)
-        durations.append(seconds)
-
-    def to_dict(self) -> dict[str, Any]:
-        samples = sorted(self.durations or ())
-        n = len(samples)
-
-        def pct(p: float) -> float:
-            return samples[min(n - 1, int(p * n))] if n else 0.0
-
-        return {
-            "activations": self.activations,
-            "errors": self.errors,
-            "retries": self.retries,
-            "skipped": self.skipped,
-            "timeouts": self.timeouts,
-            "payloads_in": self.payloads_in,
-            "payloads_out": self.payloads_out,
-            "duration": {
-                "min": self.min if n else 0.0,
-                "avg": self.total / self.activations if self.activations else 0.0,
-                "p50": pct(0.50),
-                "p95": pct(0.95),
-                "max": self.max,
-                "total": self.total,
-            },
-        }
 
 
 class Job:
     """The runtime's side of one job (the user's side is its :class:`JobState`)."""
+
+    __slots__ = (
+        "_cond", "blocked_producers", "caps", "completing", "epoch", "executing", "flow_name",
+        "hot", "job_id", "job_timer", "keep_open", "lock", "maxc", "ntasks", "outstanding",
+        "pause_reason", "paused", "plan", "policies", "policy_timers", "queues",
+        "restored_retries", "retry_ready", "retry_waiting", "routes", "runtime", "seq",
+        "settled", "state", "stats", "stopped", "tasks", "timeout", "timers", "tracker", "views",
+    )
 
     def __init__(
         self, runtime: Runtime, plan: FlowPlan, state: JobState, *, keep_open: bool,
@@ -193,7 +74,7 @@ class Job:
         self.flow_name = flow_name
         self.timeout = timeout
         self.lock = threading.Lock()
-        self.hot = _YieldingLock(self.lock)  # the job lock, for the per-message paths
+        self.hot = YieldingLock(self.lock)  # the job lock, for the per-message paths
         self._cond: threading.Condition | None = None  # created on first wait (rare)
         n = len(plan.routine_ids)
         self.queues: list[deque[dict[str, Any]]] = [deque() for _ in range(plan.queue_count)]
@@ -238,6 +119,7 @@ class Job:
         self.job_timer: TimerHandle | None = None
         self.restored_retries: list[tuple[Activation, float]] = []
         self.epoch = runtime._epoch_offset
+        self.tracker: Any = None  # the runtime's tracking channel, when sinks are attached
         state._live = self
 
     def condition(self) -> threading.Condition:
@@ -861,165 +743,3 @@ class Job:
         if self.settled:
             self.settled = False
             self.runtime._settle(-1)
-
-    # -- control -----------------------------------------------------------------------------
-
-    def post(self, ri: int, qi: int, payload: dict[str, Any]) -> None:
-        with self.hot:
-            if self.stopped:
-                raise JobNotAcceptingWorkError(
-                    f"job {self.job_id} is {self.state.status.value} and accepts no new work; "
-                    "start a new job instead",
-                    job_id=self.job_id,
-                    status=self.state.status.value,
-                )
-            self.outstanding += 1  # guard
-            try:
-                if self.state.status is JobStatus.IDLE:
-                    self.state._transition(JobStatus.RUNNING)
-                    self._unsettle_locked()
-                self._deliver_locked(((ri, qi),), payload)
-            finally:
-                self._done_locked()
-
-    def pause(self, timeout: float | None) -> None:
-        with self.lock:
-            status = self.state.status
-            if self.stopped:
-                raise IllegalTransitionError(
-                    f"job {self.job_id} is {status.value}; only running or idle jobs can pause",
-                    job_id=self.job_id, status=status.value, target="paused",
-                )
-            if not self.paused:
-                self.state._transition(JobStatus.PAUSED)
-                self.paused = True
-                self.pause_reason = "user"
-                self._unsettle_locked()
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while self.ntasks > 0 and not self.stopped:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    running = [
-                        rid for rid, n in zip(self.plan.routine_ids, self.tasks, strict=True) if n
-                    ]
-                    raise PauseTimeoutError(
-                        f"job {self.job_id} is paused but activations of {', '.join(running)} "
-                        f"were still running after {timeout:g} s",
-                        job_id=self.job_id,
-                        running=running,
-                    )
-                self.condition().wait(remaining)
-        self.runtime._notify()
-
-    def resume(self) -> bool:
-        with self.lock:
-            if self.stopped:
-                raise IllegalTransitionError(
-                    f"job {self.job_id} is {self.state.status.value} and cannot resume",
-                    job_id=self.job_id, status=self.state.status.value, target="running",
-                )
-            if not self.paused:
-                return False
-            if self.pause_reason == "breakpoint":
-                for ri, view in enumerate(self.views):
-                    if self.policies[ri].holds(view):
-                        view.state["released"] = True
-            self.paused = False
-            self.pause_reason = ""
-            self.state._transition(JobStatus.RUNNING)
-            self._kick_locked()
-            return True
-
-    def release_breakpoint(self, ri: int) -> None:
-        with self.lock:
-            self.views[ri].state["released"] = True
-            if self.paused and self.pause_reason == "breakpoint":
-                self.paused = False
-                self.pause_reason = ""
-                self.state._transition(JobStatus.RUNNING)
-            if not self.stopped and not self.paused:
-                self._kick_locked()
-
-    def _kick_locked(self) -> None:
-        self.outstanding += 1  # guard
-        for ri in range(len(self.tasks)):
-            while (
-                not self.stopped and self.tasks[ri] < self.maxc[ri] and self._try_start_locked(ri)
-            ):
-                pass
-        self._done_locked()
-
-    def complete(self) -> bool:
-        with self.lock:
-            if self.stopped:
-                return False
-            if self.paused:
-                raise IllegalTransitionError(
-                    f"job {self.job_id} is paused; resume it before completing it",
-                    job_id=self.job_id, status="paused", target="completed",
-                )
-            self.completing = True
-            self.outstanding += 1
-            self._done_locked()
-            return True
-
-    def cancel(self) -> bool:
-        with self.lock:
-            if self.stopped:
-                return False
-            self._finish_locked(JobStatus.CANCELLED, None, None)
-            return True
-
-    # -- reading -----------------------------------------------------------------------------
-
-    def snapshot(self) -> dict[str, Any]:
-        """Queued payloads, in-flight activations and policy state (caller holds the lock)."""
-        plan = self.plan
-        pending: dict[str, dict[str, list[dict[str, Any]]]] = {}
-        for qi, q in enumerate(self.queues):
-            if q:
-                ri, si = plan.queue_owner[qi]
-                pending.setdefault(plan.routine_ids[ri], {})[plan.slot_names[ri][si]] = list(q)
-        in_flight: list[dict[str, Any]] = []
-        ids = plan.routine_ids
-        for act in sorted(self.executing, key=lambda a: a.seq):
-            in_flight.append(act.to_dict(ids[act.ri]))
-        for rq in self.retry_ready:
-            if rq:
-                in_flight.extend(act.to_dict(ids[act.ri]) for act in rq)
-        now = self.timers.now()
-        for act in sorted(self.retry_waiting, key=lambda a: a.seq):
-            in_flight.append(act.to_dict(ids[act.ri], max(0.0, act.due - now)))
-        policy_states = {ids[ri]: dict(v.state) for ri, v in enumerate(self.views) if v.state}
-        return {
-            "pending": pending,
-            "in_flight": in_flight,
-            "policy_states": policy_states,
-            "activation_seq": self.seq,
-        }
-
-    def queue_depths(self) -> dict[str, int]:
-        plan = self.plan
-        depths: dict[str, int] = {}
-        for qi, q in enumerate(self.queues):
-            ri, si = plan.queue_owner[qi]
-            depths[f"{plan.routine_ids[ri]}.{plan.slot_names[ri][si]}"] = len(q)
-        return depths
-
-    def metrics(self) -> dict[str, Any]:
-        with self.lock:
-            state = self.state
-            return {
-                "job_id": self.job_id,
-                "flow_id": self.plan.flow_id,
-                "status": state.status.value,
-                "routines": {
-                    rid: self.stats[ri].to_dict() for ri, rid in enumerate(self.plan.routine_ids)
-                },
-                "queue_depths": self.queue_depths(),
-                "dropped": dict(state.dropped),
-                "discarded_emits": state.discarded_emits,
-                "running": {
-                    rid: n for rid, n in zip(self.plan.routine_ids, self.tasks, strict=True) if n
-                },
-            }

@@ -13,7 +13,9 @@ from typing import Any
 
 import structlog
 
-from ._job import Activation, Job, _YieldingLock
+from . import _job_control as control
+from ._activation import Activation, YieldingLock
+from ._job import Job
 from ._timers import TimerWheel
 from .clock import Clock, SystemClock
 from .error_handling import CustomErrorStrategy
@@ -97,7 +99,7 @@ class Runtime:
         self._workers: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._hot = _YieldingLock(self._lock)  # the runtime lock, on the per-job paths
+        self._hot = YieldingLock(self._lock)  # the runtime lock, on the per-job paths
         self._jobs: dict[str, Job] = {}
         self._finished: OrderedDict[str, float] = OrderedDict()
         self._unsettled = 0
@@ -347,7 +349,7 @@ class Runtime:
                     f"job {job_id} runs flow {job.plan.flow_id!r}, not {flow.flow_id!r}"
                 )
         ri, qi = job.plan.queue_index(routine_id, slot_name)
-        job.post(ri, qi, dict(data))
+        control.post(job, ri, qi, dict(data))
         return job.state
 
     # -- waiting -----------------------------------------------------------------------------
@@ -408,7 +410,7 @@ class Runtime:
 
     def get_job_metrics(self, job_id: str) -> dict[str, Any]:
         """Per-routine counters and durations of a job, as a plain dict."""
-        return self._live(job_id).metrics()
+        return control.metrics(self._live(job_id))
 
     # -- control -----------------------------------------------------------------------------
 
@@ -418,19 +420,19 @@ class Runtime:
         Queued and newly posted payloads stay queued. Raises ``PauseTimeoutError`` (the job
         stays paused) if activations are still running after ``timeout`` seconds.
         """
-        self._live(job_id).pause(timeout)
+        control.pause(self._live(job_id), timeout)
 
     def resume_job(self, job_id: str) -> bool:
         """Continue a paused job exactly where it stopped; False if it was not paused."""
-        return self._live(job_id).resume()
+        return control.resume(self._live(job_id))
 
     def cancel_job(self, job_id: str) -> bool:
         """Cancel a job: no activation starts after this returns. False if already ended."""
-        return self._live(job_id).cancel()
+        return control.cancel(self._live(job_id))
 
     def complete_job(self, job_id: str) -> bool:
         """Finish a job kept open for posts once its remaining work drains."""
-        return self._live(job_id).complete()
+        return control.complete(self._live(job_id))
 
     def release_breakpoint(self, job_id: str, routine_id: str) -> None:
         """Let data held by ``routine_id``'s breakpoint policy flow on."""
@@ -439,7 +441,7 @@ class Runtime:
         if ri is None:
             job.plan.queue_index(routine_id, "")  # raises UnknownRoutineError
             return
-        job.release_breakpoint(ri)
+        control.release_breakpoint(job, ri)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -467,7 +469,7 @@ class Runtime:
             jobs = list(self._jobs.values())
         for job in jobs:
             if not job.settled and not job.paused:
-                job.cancel()
+                control.cancel(job)
         workers = self._workers
         for _ in workers:
             self._queue.put(None)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from . import _job_control as control
 from ._codecs import MAX_DEPTH, TAG_KEY, key_path
 from ._flow_document import (
     FLOW_FORMAT_VERSION,
@@ -270,7 +271,7 @@ def job_state_to_dict(state: JobState, types: TypeRegistry | None = None) -> dic
     if live is not None:
         with live.lock, state._lock:
             data: dict[str, Any] = _CONVERTER.unstructure(state)
-            snap = live.snapshot()
+            snap = control.snapshot(live)
             data["activation_seq"] = snap.get("activation_seq", state.activation_seq)
             data.update(_encode_state(state, snap, types))
     else:
