@@ -1,8 +1,11 @@
 """Shared fixtures for the core tests.
 
 Every test gets its own :class:`FlowRegistry` and :class:`Runtime` (shut down afterwards), so
-tests never share flows, jobs or worker threads. ``make_routine`` builds small routines whose
-logic is a plain function, which keeps tests about the engine free of boilerplate classes.
+tests never share flows, jobs or worker threads: ``registry`` and ``runtime`` are the
+``routilux_flow_registry`` and ``routilux_runtime`` fixtures of routilux-testing, whose
+teardown fails a test that leaves a job running or a thread alive. ``make_routine`` builds
+small routines whose logic is a plain function, which keeps tests about the engine free of
+boilerplate classes.
 """
 
 from __future__ import annotations
@@ -65,15 +68,15 @@ def make_routine() -> Callable[..., FnRoutine]:
 
 
 @pytest.fixture
-def registry() -> FlowRegistry:
-    return FlowRegistry()
+def registry(routilux_flow_registry: FlowRegistry) -> FlowRegistry:
+    return routilux_flow_registry
 
 
 @pytest.fixture
-def runtime(registry: FlowRegistry) -> Iterator[Runtime]:
-    rt = Runtime(thread_pool_size=4, flow_registry=registry)
-    yield rt
-    rt.shutdown(timeout=10)
+def runtime(routilux_runtime: Runtime) -> Runtime:
+    """The routilux-testing runtime (4 workers, on ``registry``): a test fails at teardown if
+    it leaves a job running or a thread alive."""
+    return routilux_runtime
 
 
 @pytest.fixture

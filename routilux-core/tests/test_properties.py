@@ -2,7 +2,8 @@
 
 * For random DAG flows (1..8 routines, edges from lower to higher index, random fan-out and
   fan-in, random policies and payload counts), every emitted payload is consumed exactly once
-  per connected slot, and the job completes.
+  per connected slot, and the job completes. Flows are drawn with
+  ``routilux_testing.strategies.flow_specs``.
 * Concurrent jobs of one flow never see each other's payloads.
 * ``wait_until_all_jobs_finished`` never returns True while an activation is queued or running.
 """
@@ -21,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from routilux import Flow, JobStatus, Routine, Runtime, current_activation
 from routilux.activation_policies import batch_size_policy, custom_policy, immediate_policy
+from routilux_testing.strategies import FlowSpec, flow_specs
 
 WAIT = 10.0
 SLOTS = ("a", "b")
@@ -28,29 +30,8 @@ SLOTS = ("a", "b")
 
 @attrs.frozen
 class Dag:
-    n: int
-    edges: tuple[tuple[int, int, str], ...]  # (source index, target index, target slot)
-    policies: tuple[str, ...]
-    concurrency: tuple[int, ...]
+    spec: FlowSpec  # routines r0..rn-1 in topological order, entry on r0
     count: int  # payloads the root emits for its entry payload
-
-
-@st.composite
-def dags(draw: st.DrawFn, *, policies: tuple[str, ...] = ("immediate", "batch2", "batch3",
-                                                           "custom")) -> Dag:
-    n = draw(st.integers(1, 8))
-    edges = []
-    for j in range(1, n):
-        for i in range(j):
-            if draw(st.booleans()):
-                edges.append((i, j, draw(st.sampled_from(SLOTS))))
-    return Dag(
-        n=n,
-        edges=tuple(edges),
-        policies=tuple(draw(st.sampled_from(policies)) for _ in range(n)),
-        concurrency=tuple(draw(st.sampled_from((1, 1, 2))) for _ in range(n)),
-        count=draw(st.integers(0, 6)),
-    )
 
 
 POLICIES = {
@@ -92,33 +73,36 @@ class Node(Routine):
             self.get_config("exit_hook")()
 
 
+def dags(*, policies: tuple[str, ...] = tuple(POLICIES)) -> st.SearchStrategy[Dag]:
+    """Random DAG flows of ``Node`` (1..8 routines, fan-out and fan-in, random policies and
+    concurrency) from ``routilux_testing.strategies``, plus how many payloads the root emits."""
+    return st.builds(
+        Dag,
+        spec=flow_specs([Node], max_routines=8, flow_id="dag",
+                        policies={name: POLICIES[name] for name in policies},
+                        max_concurrency=(1, 1, 2)),
+        count=st.integers(0, 6),
+    )
+
+
 def build(dag: Dag, hook: Any = None, exit_hook: Any = None) -> Flow:
-    flow = Flow("dag")
-    for i in range(dag.n):
-        node = Node()
-        node.set_activation_policy(POLICIES[dag.policies[i]]())
-        node.set_max_concurrency(dag.concurrency[i])
+    def configure(routine_id: str, node: Routine) -> None:
         if hook is not None:
             node.set_config(hook=hook, exit_hook=exit_hook)
-        flow.add_routine(node, f"r{i}")
-    for i, j, slot in dag.edges:
-        flow.connect(f"r{i}", "output", f"r{j}", slot)
-    flow.set_entry("r0", "a")
-    return flow
+
+    return dag.spec.build(configure)
 
 
 def check_exactly_once(dag: Dag, log: list[tuple], tag: Any) -> None:
-    """Every out of routine i is consumed exactly once by each slot i is connected to."""
-    targets: dict[str, list[tuple[str, str]]] = {}
-    for i, j, slot in dag.edges:
-        targets.setdefault(f"r{i}", []).append((f"r{j}", slot))
-    expected: Counter[tuple] = Counter({("r0", "a", "entry"): 1})
+    """Every out of a routine is consumed exactly once by each slot it is connected to."""
+    spec = dag.spec
+    expected: Counter[tuple] = Counter({(*spec.entry, "entry"): 1})
     actual: Counter[tuple] = Counter()
     for entry in log:
         if entry[0] == "out":
             _, rid, pid, t = entry
             assert t == tag
-            for dst, slot in targets.get(rid, ()):
+            for _, dst, slot in spec.targets(rid):
                 expected[(dst, slot, pid)] += 1
         else:
             _, rid, slot, pid, t = entry
@@ -129,13 +113,14 @@ def check_exactly_once(dag: Dag, log: list[tuple], tag: Any) -> None:
 
 def expected_activations_immediate(dag: Dag) -> int:
     """Activations of an all-immediate DAG: the root's entry plus one per delivery."""
-    emitted = [0] * dag.n
-    emitted[0] = dag.count
-    received = [0] * dag.n
-    for j in range(1, dag.n):
-        received[j] = sum(emitted[i] for i, jj, _ in dag.edges if jj == j)
-        emitted[j] = received[j]
-    return 1 + sum(received)
+    spec = dag.spec
+    emitted = dict.fromkeys(spec.routine_ids, 0)
+    emitted[spec.entry[0]] = dag.count
+    received = dict.fromkeys(spec.routine_ids, 0)
+    for rid in spec.routine_ids[1:]:  # topological order: sources are done before targets
+        received[rid] = sum(emitted[src] for src, _, _ in spec.sources(rid))
+        emitted[rid] = received[rid]
+    return 1 + sum(received.values())
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,10 @@ from .clock import Clock
 
 __all__ = ["TimerHandle", "TimerWheel"]
 
+_ADVANCE_WAIT = 10.0
+"""Longest ``ManualClock.advance`` waits for the timers it made due (a callback stuck on a
+lock the advancing thread holds must not hang it forever)."""
+
 
 class TimerHandle:
     """A cancellable armed timer."""
@@ -47,11 +51,23 @@ class TimerWheel:
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._firing = False  # a callback is running outside the lock
         clock.subscribe(self._wake)
 
     def _wake(self) -> None:
+        """Called by a manual clock after it moved: fire what came due, and (unless called
+        from the timer thread itself) return only once every timer due at the new time has
+        fired, so ``ManualClock.advance`` is synchronous with the timers it triggers."""
         with self._cond:
-            self._cond.notify()
+            self._cond.notify_all()
+            if self._thread is None or threading.current_thread() is self._thread:
+                return
+            now = self._clock.now()
+            self._cond.wait_for(
+                lambda: self._closed
+                or (not self._firing and not (self._heap and self._heap[0][0] <= now)),
+                timeout=_ADVANCE_WAIT,
+            )
 
     def call_at(self, deadline: float, callback: Callable[[], None]) -> TimerHandle:
         """Run ``callback`` on the timer thread once the clock reaches ``deadline``."""
@@ -64,7 +80,7 @@ class TimerWheel:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
             elif self._heap[0][2] is handle:
-                self._cond.notify()
+                self._cond.notify_all()
         return handle
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
@@ -81,6 +97,7 @@ class TimerWheel:
                     if self._closed:
                         return
                     if not self._heap:
+                        self._cond.notify_all()  # nothing due: wake a waiting clock.advance()
                         self._cond.wait()
                         continue
                     deadline, _, handle = self._heap[0]
@@ -92,13 +109,17 @@ class TimerWheel:
                         heapq.heappop(self._heap)
                         callback = handle.callback
                         handle.callback = None
+                        self._firing = True
                         break
+                    self._cond.notify_all()  # nothing due: wake a waiting clock.advance()
                     clock.wait(self._cond, delay)
             if callback is not None:
                 try:
                     callback()
                 except Exception:  # a timer callback must never kill the timer thread
                     structlog.get_logger("routilux.timers").exception("timer.callback_failed")
+            with self._cond:
+                self._firing = False
 
     def close(self) -> None:
         """Stop the thread; pending timers are dropped (their owners are shut down too)."""

@@ -49,6 +49,8 @@ class ManualClock:
 
     Timers armed against it fire (on the runtime's timer thread) as soon as ``advance`` moves
     time past their deadline, so tests of retries and time-interval policies run instantly.
+    ``advance`` returns once every timer that came due has fired (the work a timer schedules,
+    such as a retried activation, may still be running on the workers).
     """
 
     def __init__(self, start: float = 0.0) -> None:
@@ -68,7 +70,8 @@ class ManualClock:
             self._subscribers.append(callback)
 
     def advance(self, seconds: float) -> None:
-        """Move time forward and wake every timer thread that uses this clock."""
+        """Move time forward and fire, on their timer threads, the timers that came due;
+        returns once they have fired."""
         if seconds < 0:
             raise ValueError("a clock cannot go backwards; pass seconds >= 0")
         with self._lock:
