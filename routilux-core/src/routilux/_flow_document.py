@@ -321,7 +321,14 @@ class _Checker:
                 if bad is not None:
                     self.issues.append(bad)
                 else:
-                    routine.set_config(**config)
+                    try:
+                        routine.set_config(**config)
+                    except Exception as exc:  # a routine refusing its config: report it
+                        key = getattr(exc, "key", None)
+                        where = f"{path}.config" + (f".{key}" if isinstance(key, str) else "")
+                        message = str(exc) if isinstance(exc, RoutiluxError) else (
+                            f"set_config raised {type(exc).__name__}: {exc}")
+                        self.add(where, message, "routine.config")
         if "policy" in body:
             policy = self.structure(body["policy"], ActivationPolicy, f"{path}.policy", "policy")
             if policy is not None:
