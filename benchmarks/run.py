@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6")
+WORKLOADS = ("W1", "W1t", "W2", "W3", "W4", "W5", "W6")
 IMPLS: dict[str, tuple[str, ...]] = {
     "W1": ("routilux", "stdlib", "direct"),
+    "W1t": ("routilux",),
     "W2": ("routilux", "stdlib", "direct"),
     "W3": ("routilux", "stdlib"),
     "W4": ("routilux", "stdlib", "direct"),
@@ -40,6 +41,9 @@ IMPLS: dict[str, tuple[str, ...]] = {
 ROWS: list[tuple[str, str, str, str, str | None, float | None]] = [
     ("W1", "us_per_hop", "stream: time per hop", "µs", "<=", 10),
     ("W1", "hops_per_s", "stream: payloads×hops/s", "/s", None, None),
+    ("W1t", "us_per_hop", "stream + in-memory sink: per hop", "µs", None, None),
+    ("W1t", "untracked_us_per_hop", "same process, no sink: per hop", "µs", None, None),
+    ("W1t", "overhead_pct", "tracking overhead (in-memory sink)", "%", "<=", 25),
     ("W2", "burst_jobs_per_s", "3-step jobs, burst", "jobs/s", ">=", 8000),
     ("W2", "burst_p50_ms", "burst exec→done p50", "ms", None, None),
     ("W2", "burst_p99_ms", "burst exec→done p99", "ms", None, None),
@@ -71,6 +75,8 @@ ROWS: list[tuple[str, str, str, str, str | None, float | None]] = [
 
 DESCRIPTIONS = {
     "W1": "one job; a source emits N payloads through a chain of 10 routines (10 hops each)",
+    "W1t": "W1 alternated without and with an InMemorySink attached, fresh runtimes, same "
+    "process: the cost of tracking",
     "W2": "N jobs of a 3-routine chain, one payload each: burst (all exec'd, then wait) and "
     "serial (exec, wait_job, repeat)",
     "W3": "200 jobs, each one activation sleeping 50 ms, pool of 50 (ideal wall 0.2 s)",
@@ -218,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
 
     workloads = list(WORKLOADS)
     if args.only:
-        workloads = [w.strip().upper() for w in args.only.split(",") if w.strip()]
+        names = {w.upper(): w for w in WORKLOADS}
+        workloads = [names.get(w.strip().upper(), w.strip()) for w in args.only.split(",")
+                     if w.strip()]
         unknown = [w for w in workloads if w not in WORKLOADS]
         if unknown:
             ap.error(f"unknown workload(s): {', '.join(unknown)}")

@@ -43,6 +43,7 @@ POOL = 4
 
 FULL: dict[str, dict[str, int]] = {
     "W1": {"payloads": 10_000, "hops": 10},
+    "W1t": {"payloads": 10_000, "hops": 10, "pairs": 3},
     "W2": {"jobs": 2_000, "warmup": 100},
     "W3": {"jobs": 200, "pool": 50, "sleep_ms": 50},
     "W4": {"jobs": 500, "fanout": 8, "warmup": 50},
@@ -51,6 +52,7 @@ FULL: dict[str, dict[str, int]] = {
 }
 QUICK: dict[str, dict[str, int]] = {
     "W1": {"payloads": 1_000, "hops": 10},
+    "W1t": {"payloads": 1_000, "hops": 10, "pairs": 3},
     "W2": {"jobs": 300, "warmup": 30},
     "W3": {"jobs": 200, "pool": 50, "sleep_ms": 50},
     "W4": {"jobs": 100, "fanout": 8, "warmup": 10},
@@ -380,6 +382,60 @@ def w1_routilux(size: dict[str, int], res: Result) -> None:
     res.metrics["wall_s"] = wall
     res.metrics["us_per_hop"] = wall / (n * hops) * 1e6
     res.metrics["hops_per_s"] = n * hops / wall
+
+
+def _w1_once(rl: Any, flow: Any, n: int, hops: int, res: Result, sink: Any) -> float:
+    """One W1 job on a fresh runtime (with ``sink`` attached if given); seconds per hop."""
+    rt = rl.Runtime(thread_pool_size=POOL, tracking_sinks=[sink] if sink is not None else None)
+    try:
+        warm = rt.exec(flow, entry_params={"payloads": 10})
+        rt.wait_job(warm.job_id, 30)
+        t0 = pc()
+        job = rt.exec(flow, entry_params={"payloads": n})
+        finished = rt.wait_job(job.job_id, 300)
+        wall = pc() - t0
+        res.check(finished and job.status.value == "completed", "W1t job did not complete")
+        res.check(sorted(job.shared_data.get("got", [])) == list(range(n)),
+                  "W1t sink payloads are not exactly 0..n-1")
+        if sink is not None:
+            rt.tracking.flush(60)
+            kinds: dict[str, int] = {}
+            for r in sink.records(job.job_id):
+                kinds[r.kind] = kinds.get(r.kind, 0) + 1
+            dropped = rt.tracking.dropped
+            res.metrics["records_dropped"] = res.metrics.get("records_dropped", 0) + dropped
+            res.metrics["records_per_hop"] = sink.received / (n * hops)
+            if dropped == 0 and not sink.evicted:
+                res.check(kinds.get("payload.emitted") == n * hops,
+                          f"W1t: {kinds.get('payload.emitted')} emitted records")
+                res.check(kinds.get("activation.finished") == n * hops + 1,
+                          f"W1t: {kinds.get('activation.finished')} finished records")
+    finally:
+        rt.shutdown()
+    return wall / (n * hops)
+
+
+def w1t_routilux(size: dict[str, int], res: Result) -> None:
+    """W1 with and without an in-memory tracking sink, alternated in this process.
+
+    ``us_per_hop`` is with the sink (the median of the tracked runs), ``untracked_us_per_hop``
+    without, and ``overhead_pct`` their ratio minus one: the cost of tracking, measured
+    against runs made minutes apart at most, on fresh runtimes.
+    """
+    rl = _routilux()
+    from routilux.tracking import InMemorySink
+
+    n, hops = size["payloads"], size["hops"]
+    flow = chain_flow("w1t", hops, with_source=True)
+    plain: list[float] = []
+    tracked: list[float] = []
+    for _ in range(size["pairs"]):
+        plain.append(_w1_once(rl, flow, n, hops, res, None))
+        tracked.append(_w1_once(rl, flow, n, hops, res, InMemorySink(capacity=n * hops * 4)))
+    t, u = statistics.median(tracked), statistics.median(plain)
+    res.metrics["us_per_hop"] = t * 1e6
+    res.metrics["untracked_us_per_hop"] = u * 1e6
+    res.metrics["overhead_pct"] = (t / u - 1) * 100
 
 
 def w1_stdlib(size: dict[str, int], res: Result) -> None:
@@ -1032,6 +1088,7 @@ def w6_stdlib(size: dict[str, int], res: Result) -> None:
 
 IMPLS: dict[str, dict[str, Callable[[dict[str, int], Result], None]]] = {
     "W1": {"routilux": w1_routilux, "stdlib": w1_stdlib, "direct": w1_direct},
+    "W1t": {"routilux": w1t_routilux},
     "W2": {"routilux": w2_routilux, "stdlib": w2_stdlib, "direct": w2_direct},
     "W3": {"routilux": w3_routilux, "stdlib": w3_stdlib},
     "W4": {"routilux": w4_routilux, "stdlib": w4_stdlib, "direct": w4_direct},

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from ._timers import TimerHandle
     from .routine import Routine
     from .runtime import Runtime
+    from .tracking import JobTracker
 
 __all__ = ["Job"]
 
@@ -119,7 +120,9 @@ class Job:
         self.job_timer: TimerHandle | None = None
         self.restored_retries: list[tuple[Activation, float]] = []
         self.epoch = runtime._epoch_offset
-        self.tracker: Any = None  # the runtime's tracking channel, when sinks are attached
+        # The runtime's tracking channel for this job, or None (no sink attached): every
+        # call site below tests ``is not None`` and does nothing else when it is None.
+        self.tracker: JobTracker | None = runtime.tracking.job_tracker(self)
         state._live = self
 
     def condition(self) -> threading.Condition:
@@ -192,6 +195,9 @@ class Job:
     def start(self, deliver_entry: bool, entry: dict[str, Any]) -> None:
         with self.lock:
             self.state._transition(JobStatus.RUNNING)
+            tracker = self.tracker
+            if tracker is not None:
+                tracker.job_started()
             self.outstanding += 1  # guard: no quiescence while starting
             for act, retry_in in self.restored_retries:
                 self._arm_retry_locked(act, retry_in)
@@ -199,6 +205,8 @@ class Job:
             if deliver_entry:
                 self.state.entry_delivered = True
                 if self.plan.entry_targets:
+                    if tracker is not None:
+                        tracker.enqueued("entry", entry, self.plan.entry_targets)
                     self._deliver_locked(self.plan.entry_targets, entry)
                 for ri in self.plan.sources:
                     self.seq += 1
@@ -232,8 +240,13 @@ class Job:
             act = ctx.activation
             if self.stopped or act is None or act.abandoned:
                 self.state.discarded_emits += 1
+                if self.tracker is not None:
+                    self.tracker.discarded(ri, event)
                 return
             self.stats[ri].payloads_out += 1
+            tracker = self.tracker
+            if tracker is not None:
+                tracker.emitted(act, event, payload, targets)
             if targets:
                 self._deliver_locked(targets, payload)
 
@@ -285,7 +298,9 @@ class Job:
             blocking = []
             for di, qi in full:
                 if plan.overflows[qi] is Overflow.DROP_OLDEST:
-                    queues[qi].popleft()
+                    dropped = queues[qi].popleft()
+                    if self.tracker is not None:
+                        self.tracker.dropped_payload(di, qi, dropped)
                     _, si = plan.queue_owner[qi]
                     key = f"{plan.routine_ids[di]}.{plan.slot_names[di][si]}"
                     self.state.dropped[key] = self.state.dropped.get(key, 0) + 1
@@ -293,6 +308,9 @@ class Job:
                     blocking.append((di, qi))
             if not blocking:
                 return
+            if self.tracker is not None:
+                for _, qi in blocking:
+                    self.tracker.queue_full(qi)
             now = time.monotonic()
             if deadline is None:
                 deadline = now + min(plan.block_timeouts[qi] for _, qi in blocking)
@@ -368,6 +386,9 @@ class Job:
                     self._unclaim_locked(act)
                 self._task_end_locked(ri)
                 return
+            tracker = self.tracker
+            if tracker is not None:
+                tracker.started(act)
         plan = self.plan
         logic = plan.logics[ri]
         state = self.state
@@ -411,6 +432,8 @@ class Job:
                     if act.timer is not None:
                         act.timer.cancel()
                     self.executing.discard(act)
+                    if tracker is not None and err is None:
+                        tracker.finished(act, t1, t1 - t0)
                     if not recorded:
                         stats.record(t1 - t0)
                         if err is None:
@@ -430,6 +453,8 @@ class Job:
                     if ran >= _FAIRNESS:
                         self.runtime._submit(self, ri, nxt)
                         return
+                    if tracker is not None:
+                        tracker.started(nxt)
                     act = nxt
         finally:
             CURRENT.reset(token)
@@ -484,7 +509,10 @@ class Job:
                                 duration=duration, attempt=act.attempt, error=text)
             )
             nxt = Activation(ri, act.slot_data, act.message, act.attempt + 1, act.seq)
-            self._arm_retry_locked(nxt, handler.delay_for(nxt.attempt))
+            delay = handler.delay_for(nxt.attempt)
+            if self.tracker is not None:
+                self.tracker.retried(act, err, duration, delay)
+            self._arm_retry_locked(nxt, delay)
             return
         if decision is ErrorStrategy.SKIP:
             stats.skipped += 1
@@ -495,6 +523,8 @@ class Job:
             self.state.update_routine_state(
                 rid, {"skipped_activations": stats.skipped, "last_skipped_error": text}
             )
+            if self.tracker is not None:
+                self.tracker.skipped(act, err, duration)
             return
         stats.errors += 1
         status = "timed_out" if isinstance(err, RoutineTimeoutError) else "failed"
@@ -502,6 +532,8 @@ class Job:
             ExecutionRecord(routine_id=rid, status=status, started_at=started,
                             duration=duration, attempt=act.attempt, error=text)
         )
+        if self.tracker is not None:
+            self.tracker.failed(act, err, duration, decision is ErrorStrategy.STOP)
         if decision is ErrorStrategy.STOP:
             self._finish_locked(JobStatus.FAILED, err, rid)
 
@@ -699,6 +731,8 @@ class Job:
         self.paused = True
         self.pause_reason = "breakpoint"
         self.state._transition(JobStatus.PAUSED)
+        if self.tracker is not None:
+            self.tracker.paused("breakpoint")
         self._unsettle_locked()
         self.runtime._notify()
         return True
@@ -717,6 +751,8 @@ class Job:
         self.stopped = True
         self.paused = False
         state._transition(status)
+        if self.tracker is not None:
+            self.tracker.job_finished(status.value, err, routine_id)
         for i, handle in enumerate(self.policy_timers):
             if handle is not None:
                 handle.cancel()

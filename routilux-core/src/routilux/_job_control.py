@@ -38,6 +38,8 @@ def post(job: Job, ri: int, qi: int, payload: dict[str, Any]) -> None:
             if job.state.status is JobStatus.IDLE:
                 job.state._transition(JobStatus.RUNNING)
                 job._unsettle_locked()
+            if job.tracker is not None:
+                job.tracker.enqueued("post", payload, ((ri, qi),))
             job._deliver_locked(((ri, qi),), payload)
         finally:
             job._done_locked()
@@ -55,6 +57,8 @@ def pause(job: Job, timeout: float | None) -> None:
             job.paused = True
             job.pause_reason = "user"
             job._unsettle_locked()
+            if job.tracker is not None:
+                job.tracker.paused("user")
         deadline = None if timeout is None else time.monotonic() + timeout
         while job.ntasks > 0 and not job.stopped:
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -87,6 +91,8 @@ def resume(job: Job) -> bool:
         job.paused = False
         job.pause_reason = ""
         job.state._transition(JobStatus.RUNNING)
+        if job.tracker is not None:
+            job.tracker.resumed()
         _kick_locked(job)
         return True
 
@@ -97,6 +103,8 @@ def release_breakpoint(job: Job, ri: int) -> None:
             job.paused = False
             job.pause_reason = ""
             job.state._transition(JobStatus.RUNNING)
+            if job.tracker is not None:
+                job.tracker.resumed()
         if not job.stopped and not job.paused:
             _kick_locked(job)
 
@@ -127,6 +135,8 @@ def cancel(job: Job) -> bool:
     with job.lock:
         if job.stopped:
             return False
+        if job.tracker is not None:
+            job.tracker.cancelled()
         job._finish_locked(JobStatus.CANCELLED, None, None)
         return True
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .error_handling import CustomErrorStrategy
     from .registry import TypeRegistry
     from .runtime import Runtime
+    from .tracking import TrackingSink
 
 __all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
 
@@ -75,10 +76,32 @@ def routilux_activation_policy(name: str, params: Mapping[str, Any]) -> Activati
 
 @hookspec
 def routilux_runtime_started(runtime: Runtime) -> None:
-    """Called once when ``runtime`` has been created. Every implementation is called."""
+    """Called once when ``runtime`` has been created, before it runs any job.
+
+    Every implementation is called; one that raises is logged and stops neither the others
+    nor the runtime.
+    """
 
 
 @hookspec
 def routilux_runtime_stopped(runtime: Runtime) -> None:
-    """Called once when ``runtime`` has shut down. Every implementation is called; errors are
-    logged, not raised."""
+    """Called once when ``runtime`` has shut down (its first ``shutdown()``, or the end of its
+    ``with`` block).
+
+    Every implementation is called; errors are logged, not raised.
+    """
+
+
+# -- tracking ----------------------------------------------------------------------------------
+
+
+@hookspec
+def routilux_tracking_sinks(runtime: Runtime) -> list[TrackingSink] | None:
+    """Return tracking sinks to attach to ``runtime``, or None for none.
+
+    Called once when ``runtime`` is created, after its ``tracking_sinks=`` option has been
+    applied and before ``routilux_runtime_started``. Every implementation is called and the
+    lists are combined: every sink returned is attached (``runtime.tracking.add_sink``). An
+    implementation that raises is logged and the others still count. Return a new sink per
+    runtime: a sink is closed when its runtime shuts down.
+    """

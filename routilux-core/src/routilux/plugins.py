@@ -66,7 +66,9 @@ class PluginInfo:
     registered: dict[str, list[str]]
 
 
-_KINDS = ("routines", "policies", "predicates", "exceptions", "error_strategies")
+_KINDS = (
+    "routines", "policies", "predicates", "exceptions", "error_strategies", "tracking_sinks"
+)
 
 
 def _names(registry: TypeRegistry) -> dict[str, set[str]]:

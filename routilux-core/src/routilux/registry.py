@@ -109,6 +109,9 @@ PolicyFactory = Callable[[Mapping[str, Any]], "ActivationPolicy"]
 Predicate = Callable[[dict[str, list[dict[str, Any]]], Any], Any]
 """A :class:`~routilux.activation_policies.CustomPolicy` predicate ``(queued, job_state)``."""
 
+SinkFactory = Callable[..., Any]
+"""Builds a tracking sink from keyword options (``Runtime(tracking_sinks=[("jsonl", {...})])``)."""
+
 
 class NamedRegistry(Generic[T]):
     """Maps registered names to values of one kind (policies, predicates, exception types...).
@@ -192,6 +195,8 @@ class TypeRegistry:
         exceptions: exception classes an ``ErrorHandler`` may retry, by name.
         error_handlers: ``ErrorHandler`` classes by name (``"error_handler"`` is the core one).
         codecs: encoders/decoders of payload values JSON cannot hold.
+        tracking_sinks: tracking-sink factories by name (``memory``, ``jsonl``, ``otel``,
+            ``prometheus`` built in), so sinks can be chosen by name.
     """
 
     def __init__(self, routines: RoutineTypeRegistry | None = None, *, builtins: bool = True):
@@ -207,6 +212,7 @@ class TypeRegistry:
         self.error_strategies: NamedRegistry[CustomErrorStrategy] = NamedRegistry(
             "error strategy"
         )
+        self.tracking_sinks: NamedRegistry[SinkFactory] = NamedRegistry("tracking sink")
         self.codecs = CodecRegistry(builtins=builtins)
         if builtins:
             _install_builtins(self)
@@ -256,6 +262,7 @@ def _install_builtins(types: TypeRegistry) -> None:
         return ap.CustomPolicy(types.predicates.get(name), name=name)
 
     types.policies.register(ap.CustomPolicy.name, custom)
+    _install_sinks(types)
     types.error_handlers.register("error_handler", ErrorHandler)
     builtin_exceptions: list[type[BaseException]] = [
         BaseException, Exception, ArithmeticError, AssertionError, AttributeError,
@@ -269,6 +276,34 @@ def _install_builtins(types: TypeRegistry) -> None:
     for name in rerr.__all__:
         exc = getattr(rerr, name)
         types.exceptions.register(f"routilux.{name}", exc)
+
+
+def _install_sinks(types: TypeRegistry) -> None:
+    # Factories import their sink lazily: optional extras are needed only when used.
+    def memory(**options: Any) -> Any:
+        from .tracking.sinks import InMemorySink
+
+        return InMemorySink(**options)
+
+    def jsonl(**options: Any) -> Any:
+        from .tracking.sinks import JsonLinesSink
+
+        return JsonLinesSink(**options)
+
+    def otel(**options: Any) -> Any:
+        from .tracking.otel import OpenTelemetrySink
+
+        return OpenTelemetrySink(**options)
+
+    def prometheus(**options: Any) -> Any:
+        from .tracking.prometheus import PrometheusSink
+
+        return PrometheusSink(**options)
+
+    for name, factory in (
+        ("memory", memory), ("jsonl", jsonl), ("otel", otel), ("prometheus", prometheus)
+    ):
+        types.tracking_sinks.register(name, factory)
 
 
 type_registry = TypeRegistry(routine_types)

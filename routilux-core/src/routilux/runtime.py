@@ -32,10 +32,16 @@ from .job_state import DEFAULT_HISTORY_LIMIT, JobState, JobStatus
 from .monitoring.flow_registry import FlowRegistry
 from .plugins import create_plugin_manager, get_plugin_manager
 from .registry import TypeRegistry, routine_types
+from .tracking import DEFAULT_QUEUE_SIZE, ExecutionTracker, TrackingHub, build_sink, job_metrics
+from .tracking._hub import plugin_sinks
 
 __all__ = ["Runtime"]
 
 _log = structlog.get_logger("routilux.runtime")
+
+
+_MAX_FLOW_TRACKERS = 256
+"""Flows whose forgotten jobs' statistics are kept (least recently used beyond)."""
 
 
 def _default_pool_size() -> int:
@@ -62,6 +68,11 @@ class Runtime:
         disabled_plugins: entry-point (or distribution) names of installed plugins this
             runtime must not load. With either option the runtime gets its own plugin manager
             and registry; otherwise it shares the process-wide one.
+        tracking_sinks: tracking sinks to attach (objects with ``write(records)``, registered
+            names such as ``"memory"``, or ``(name, {options})``); plugins add theirs through
+            the ``routilux_tracking_sinks`` hook. Jobs are tracked only while a sink is
+            attached (docs/tracking.md).
+        tracking_queue_size: records the tracking channel queues before it drops new ones.
     """
 
     def __init__(
@@ -75,6 +86,8 @@ class Runtime:
         history_limit: int = DEFAULT_HISTORY_LIMIT,
         plugins: Iterable[Any] | None = None,
         disabled_plugins: Iterable[str] | None = None,
+        tracking_sinks: Iterable[Any] | None = None,
+        tracking_queue_size: int = DEFAULT_QUEUE_SIZE,
     ) -> None:
         size = _default_pool_size() if thread_pool_size is None else thread_pool_size
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
@@ -114,6 +127,17 @@ class Runtime:
                 disabled=list(disabled_plugins or ()),
             )
         self._strategies: dict[str, CustomErrorStrategy] = {}
+        self._flow_trackers: OrderedDict[str, ExecutionTracker] = OrderedDict()
+        if not isinstance(tracking_queue_size, int) or tracking_queue_size < 2:
+            raise ConfigurationError(
+                f"tracking_queue_size must be an integer >= 2, got {tracking_queue_size!r}"
+            )
+        self.tracking = TrackingHub(queue_size=tracking_queue_size)
+        """This runtime's tracking channel: attach sinks here (see docs/tracking.md)."""
+        for spec in tracking_sinks or ():
+            self.tracking.add_sink(build_sink(spec, self.plugin_manager.registry))
+        for sink in plugin_sinks(self):
+            self.tracking.add_sink(sink)
         self._call_hook("routilux_runtime_started")
 
     def _call_hook(self, name: str) -> None:
@@ -161,6 +185,12 @@ class Runtime:
             self._cond.notify_all()
 
     def _job_finished(self, job: Job, *, settled: bool) -> None:
+        state = job.state
+        if state.status is JobStatus.FAILED:
+            _log.info(
+                "job.failed", job_id=job.job_id, flow=job.flow_name,
+                routine=state.error_routine, error_type=state.error_type, error=state.error,
+            )
         with self._hot:
             if settled:
                 self._unsettled -= 1
@@ -183,8 +213,21 @@ class Runtime:
         memory is freed at once rather than by the cyclic garbage collector."""
         job = self._jobs.pop(job_id, None)
         if job is not None:
+            self._fold(job)
             job.state._live = None
             job.views = []
+
+    def _fold(self, job: Job) -> None:
+        """Keep a forgotten job's statistics in its flow's tracker (runtime lock held)."""
+        for name in {job.plan.flow_id, job.flow_name}:
+            tracker = self._flow_trackers.get(name)
+            if tracker is None:
+                tracker = self._flow_trackers[name] = ExecutionTracker(name)
+                while len(self._flow_trackers) > _MAX_FLOW_TRACKERS:
+                    self._flow_trackers.popitem(last=False)
+            else:
+                self._flow_trackers.move_to_end(name)
+            tracker.add_job(job)
 
     def _worker(self) -> None:
         get = self._queue.get
@@ -409,8 +452,30 @@ class Runtime:
         ]
 
     def get_job_metrics(self, job_id: str) -> dict[str, Any]:
-        """Per-routine counters and durations of a job, as a plain dict."""
-        return control.metrics(self._live(job_id))
+        """Per-routine counters, durations and rates of a job, as a plain dict.
+
+        Keys: ``job_id``, ``flow_id``, ``flow``, ``status``, ``routines`` (per routine:
+        ``activations``, ``errors``, ``retries``, ``skipped``, ``timeouts``, ``payloads_in``,
+        ``payloads_out``, ``duration`` {``min``, ``avg``, ``p50``, ``p95``, ``max``,
+        ``total``}, ``executions``, ``successes``, ``success_rate``, ``throughput``),
+        ``summary`` (``slowest_routine``, ``failed_routines``, ``retries``, ...), times,
+        queue depths, drops and ``tracking`` counters. See docs/tracking.md.
+        """
+        return job_metrics(self._live(job_id))
+
+    def get_flow_metrics(self, flow_name: str) -> dict[str, Any]:
+        """Per-routine statistics of every job of a flow this runtime ran, as a plain dict.
+
+        Jobs still held and jobs already forgotten (their counters were kept when they were
+        forgotten) are both counted, with bounded memory. ``flow_name`` is the name the jobs
+        were started with or the flow id. See docs/tracking.md.
+        """
+        with self._lock:
+            jobs = [j for j in self._jobs.values() if flow_name in (j.flow_name, j.plan.flow_id)]
+            tracker = self._flow_trackers.get(flow_name)
+        if tracker is None:
+            tracker = ExecutionTracker(flow_name)
+        return tracker.snapshot(jobs)
 
     # -- control -----------------------------------------------------------------------------
 
@@ -420,15 +485,25 @@ class Runtime:
         Queued and newly posted payloads stay queued. Raises ``PauseTimeoutError`` (the job
         stays paused) if activations are still running after ``timeout`` seconds.
         """
-        control.pause(self._live(job_id), timeout)
+        job = self._live(job_id)
+        control.pause(job, timeout)
+        _log.info("job.paused", job_id=job_id, flow=job.flow_name)
 
     def resume_job(self, job_id: str) -> bool:
         """Continue a paused job exactly where it stopped; False if it was not paused."""
-        return control.resume(self._live(job_id))
+        job = self._live(job_id)
+        resumed = control.resume(job)
+        if resumed:
+            _log.info("job.resumed", job_id=job_id, flow=job.flow_name)
+        return resumed
 
     def cancel_job(self, job_id: str) -> bool:
         """Cancel a job: no activation starts after this returns. False if already ended."""
-        return control.cancel(self._live(job_id))
+        job = self._live(job_id)
+        cancelled = control.cancel(job)
+        if cancelled:
+            _log.info("job.cancelled", job_id=job_id, flow=job.flow_name)
+        return cancelled
 
     def complete_job(self, job_id: str) -> bool:
         """Finish a job kept open for posts once its remaining work drains."""
@@ -480,6 +555,8 @@ class Runtime:
                 ok = ok and not t.is_alive()
         self._workers = []
         self._timers.close()
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ok = self.tracking.close(remaining) and ok
         self._call_hook("routilux_runtime_stopped")
         return ok
 

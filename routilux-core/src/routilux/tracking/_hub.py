@@ -1,0 +1,549 @@
+"""The tracking channel: per-job trackers (hot path), the hub's buffer and drain thread.
+
+Cost model (docs/tracking.md, "Overhead"): with no sink attached a job has no tracker and its
+hot path pays one ``is not None`` test per call site. With sinks, each tracked event costs the
+job one fixed-size packed struct appended to the hub's bounded ``bytearray``, under the job
+lock it already holds: no record object is built, nothing is formatted, no thread is woken per
+message, and nothing the garbage collector tracks is kept (a queued tuple per record triggers
+a collection every 700 records). Rare events (job lifecycle, failures) carry Python objects on
+a side list. One daemon thread drains the buffer in chunks, turns them into records (resolving
+payload lineage by object identity) and hands them to the sinks. A sink that only keeps
+records (:class:`~routilux.tracking.InMemorySink`) keeps the chunks and builds records when
+read.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import structlog
+
+from ._materialize import Materializer, decode
+from ._wire import (
+    K_CANCELLED,
+    K_DEPTH,
+    K_DROPPED,
+    K_EMITTED,
+    K_ENQUEUED,
+    K_FAILED,
+    K_FINISHED,
+    K_JOB_FINISHED,
+    K_JOB_STARTED,
+    K_OBJ,
+    K_PAUSED,
+    K_RESUMED,
+    K_RETRIED,
+    K_SKIPPED,
+    K_STARTED,
+    REC,
+    JobInfo,
+    W,
+)
+from ._wire import err_text as _err_text
+from ._wire import err_type as _err_type
+from .records import TrackingRecord
+
+_pack = REC.pack
+if TYPE_CHECKING:
+    from .._activation import Activation
+    from .._job import Job
+
+__all__ = ["DEFAULT_QUEUE_SIZE", "JobTracker", "TrackingHub", "TrackingSink", "plugin_sinks"]
+
+_log = structlog.get_logger("routilux.tracking")
+
+DEFAULT_QUEUE_SIZE = 65_536
+"""Raw records the hub queues before it drops (and counts) new ones."""
+
+
+_DEPTH_EVERY = 64
+"""A queue-depth sample is taken about every 64 records of a job (on an emit, for its targets)
+and whenever a queue is full."""
+
+_KEEP_FINISHED_INFOS = 1024
+"""Finished jobs whose details the hub still keeps, for records that arrive late."""
+
+_pc = time.perf_counter
+
+
+@runtime_checkable
+class TrackingSink(Protocol):
+    """Receives tracking records, in batches, on the hub's background thread.
+
+    ``write`` is called with the records in the order jobs produced them (per job, ``seq``
+    increases). It must not call back into the runtime for the job being recorded, and should
+    be quick: while it runs, new records queue up and, past the hub's queue size, are dropped.
+    An optional ``close()`` is called when the runtime shuts down (or the sink is removed).
+    """
+
+    def write(self, records: Sequence[TrackingRecord]) -> None: ...
+
+
+def _inputs(slot_data: dict[str, list[Any]]) -> tuple[Any, ...]:
+    """``(slot, count, id, id, ..., slot, count, ...)``: the input, flat, as atoms."""
+    if len(slot_data) == 1:  # the common case, three times faster
+        for slot, payloads in slot_data.items():
+            if len(payloads) == 1:
+                return (slot, 1, id(payloads[0]))
+    out: list[Any] = []
+    for slot, payloads in slot_data.items():
+        out.append(slot)
+        out.append(len(payloads))
+        out.extend(map(id, payloads))
+    return tuple(out)
+
+
+class JobTracker:
+    """Hot-path side of tracking for one job: appends raw records to the hub's array.
+
+    Every method is called with the job's lock held, which orders the job's records and makes
+    ``seq`` safe without a lock of its own. Payloads are named by ``id()``: an emitted payload
+    stays alive (queued) until every target has taken it, and its consumers' records are
+    appended before that, so the drain thread resolves each id to the right payload in order.
+    """
+
+    __slots__ = ("buf", "cap", "dropped", "half", "hub", "queues", "seq", "t_start", "tok")
+
+    def __init__(self, hub: TrackingHub, job: Job) -> None:
+        self.hub = hub
+        self.tok = hub._register(JobInfo(job))
+        self.buf = hub._buf
+        self.cap = hub.queue_size * W
+        self.half = self.cap // 2
+        self.queues = job.queues
+        self.seq = 0
+        self.dropped = 0
+        self.t_start = 0.0
+
+    def _put(self, rec: bytes) -> None:
+        buf = self.buf
+        n = len(buf)
+        if n < self.cap:
+            buf.extend(rec)
+            if n >= self.half:
+                self.hub._wake_half()
+        else:
+            self.dropped += 1
+            self.hub._dropped_one()
+
+    def _obj(self, obj: tuple[Any, ...]) -> None:
+        hub = self.hub
+        with hub._obj_lock:  # the object and its marker go in together
+            if len(self.buf) < self.cap:
+                hub._objs.append(obj)
+                self.buf.extend(_OBJ_MARK)
+                return
+        self.dropped += 1
+        hub._dropped_one()
+
+    def _next(self) -> int:
+        self.seq = seq = self.seq + 1
+        return seq
+
+    # -- per message (hot) -----------------------------------------------------------------
+
+    def started(self, act: Activation) -> None:
+        """An activation is about to run."""
+        self.seq = seq = self.seq + 1
+        sd = act.slot_data
+        if len(sd) == 1:
+            for slot, payloads in sd.items():
+                if len(payloads) == 1:
+                    rec = _pack(K_STARTED, self.tok, seq, _pc(), act.ri, act.seq, act.attempt,
+                                1.0, hash(slot), 1, id(payloads[0]), 0)
+                    break
+                self._obj((K_STARTED, self.tok, seq, _pc(), act.ri, act.seq, act.attempt,
+                           _inputs(sd)))
+                return
+        elif not sd:
+            rec = _pack(K_STARTED, self.tok, seq, _pc(), act.ri, act.seq, act.attempt, 0.0, 0,
+                        0, 0, 0)
+        else:  # several slots: rare enough for the object path
+            self._obj((K_STARTED, self.tok, seq, _pc(), act.ri, act.seq, act.attempt,
+                       _inputs(sd)))
+            return
+        buf = self.buf
+        n = len(buf)
+        if n < self.cap:
+            buf.extend(rec)
+            if n >= self.half:
+                self.hub._wake_half()
+        else:
+            self.dropped += 1
+            self.hub._dropped_one()
+
+    def finished(self, act: Activation, t1: float, duration: float) -> None:
+        """An activation's logic returned."""
+        self.seq = seq = self.seq + 1
+        buf = self.buf
+        n = len(buf)
+        if n < self.cap:
+            buf.extend(_pack(K_FINISHED, self.tok, seq, t1, act.ri, act.seq, act.attempt,
+                             duration, 0, 0, 0, 0))
+            if n >= self.half:
+                self.hub._wake_half()
+        else:
+            self.dropped += 1
+            self.hub._dropped_one()
+
+    def emitted(self, act: Activation, event: str, payload: Any, targets: Any) -> None:
+        """``act`` emitted ``payload`` on ``event`` (to ``targets``, before delivery)."""
+        self.seq = seq = self.seq + 1
+        buf = self.buf
+        n = len(buf)
+        if n < self.cap:
+            buf.extend(_pack(K_EMITTED, self.tok, seq, _pc(), act.ri, act.seq, hash(event),
+                             0.0, id(payload), 0, 0, 0))
+            if n >= self.half:
+                self.hub._wake_half()
+        else:
+            self.dropped += 1
+            self.hub._dropped_one()
+        if not seq % _DEPTH_EVERY:
+            queues = self.queues
+            for _, qi in targets:
+                self._put(_pack(K_DEPTH, self.tok, self._next(), _pc(), qi,
+                                len(queues[qi]) + 1, 0, 0.0, 0, 0, 0, 0))
+
+    def enqueued(self, source: str, payload: Any, targets: Any) -> None:
+        """A payload from outside (``entry``/``post``) is about to be delivered to
+        ``targets`` (the flow's entry targets, or one ``(routine, queue)`` for a post)."""
+        ri, qi = (-1, -1) if source == "entry" else targets[0]
+        self._put(_pack(K_ENQUEUED, self.tok, self._next(), _pc(), 0 if source == "entry" else 1,
+                        id(payload), ri, 0.0, qi, 0, 0, 0))
+
+    def dropped_payload(self, di: int, qi: int, payload: Any) -> None:
+        """A ``drop_oldest`` queue dropped ``payload`` (queue ``qi`` of routine ``di``)."""
+        t = _pc()
+        self._put(_pack(K_DROPPED, self.tok, self._next(), t, id(payload), di, qi, 0.0, 0, 0,
+                        0, 0))
+        self._put(_pack(K_DEPTH, self.tok, self._next(), t, qi, len(self.queues[qi]), 0, 0.0,
+                        0, 0, 0, 0))
+
+    def discarded(self, ri: int, event: str | None) -> None:
+        """Routine ``ri`` emitted after its job stopped (or its activation was abandoned)."""
+        self._put(_pack(K_DROPPED, self.tok, self._next(), _pc(), -1, ri, -1, 1.0,
+                        0 if event is None else hash(event), 0, 0, 0))
+
+    def queue_full(self, qi: int) -> None:
+        self._put(_pack(K_DEPTH, self.tok, self._next(), _pc(), qi, len(self.queues[qi]), 0,
+                        0.0, 0, 0, 0, 0))
+
+    # -- rare: Python objects on the side list ---------------------------------------------
+
+    def job_started(self) -> None:
+        self.t_start = t = _pc()
+        self._obj((K_JOB_STARTED, self.tok, self._next(), t))
+
+    def job_finished(self, status: str, err: BaseException | None, routine: str | None) -> None:
+        self._obj((K_JOB_FINISHED, self.tok, self._next(), _pc(), status, _err_type(err),
+                   None if err is None else _err_text(err), routine, self.t_start))
+
+    def paused(self, reason: str) -> None:
+        self._obj((K_PAUSED, self.tok, self._next(), _pc(), reason))
+
+    def resumed(self) -> None:
+        self._obj((K_RESUMED, self.tok, self._next(), _pc()))
+
+    def cancelled(self) -> None:
+        self._obj((K_CANCELLED, self.tok, self._next(), _pc()))
+
+    def _failure(self, kind: int, act: Activation, err: BaseException, duration: float,
+                 extra: Any) -> None:
+        self._obj((kind, self.tok, self._next(), _pc(), act.ri, act.seq, act.attempt,
+                   duration, type(err).__name__, _err_text(err), extra, _inputs(act.slot_data)))
+
+    def failed(
+        self, act: Activation, err: BaseException, duration: float, stopped: bool
+    ) -> None:
+        self._failure(K_FAILED, act, err, duration, stopped)
+
+    def retried(
+        self, act: Activation, err: BaseException, duration: float, delay: float
+    ) -> None:
+        self._failure(K_RETRIED, act, err, duration, delay)
+
+    def skipped(self, act: Activation, err: BaseException, duration: float) -> None:
+        self._failure(K_SKIPPED, act, err, duration, None)
+
+
+_OBJ_MARK = _pack(K_OBJ, 0, 0, 0.0, 0, 0, 0, 0.0, 0, 0, 0, 0)
+
+
+# -- the hub -----------------------------------------------------------------------------------
+
+
+def _sink_name(sink: object) -> str:
+    name = getattr(sink, "name", None)
+    return name if isinstance(name, str) and name else type(sink).__name__
+
+
+class TrackingHub:
+    """One runtime's tracking channel: its sinks, its bounded queue and its drain thread.
+
+    The thread starts when the first sink is attached and stops at ``close()`` (called by
+    ``Runtime.shutdown``). Jobs started while no sink is attached are not tracked at all.
+
+    Args:
+        queue_size: raw records queued before new ones are dropped (and counted).
+        flush_interval: the longest a record waits in the queue before the thread wakes up
+            (it also wakes when the queue is half full, and on ``flush()``).
+    """
+
+    def __init__(self, *, queue_size: int = DEFAULT_QUEUE_SIZE, flush_interval: float = 0.05):
+        if queue_size < 2:
+            raise ValueError(f"queue_size must be at least 2, got {queue_size}")
+        self.queue_size = queue_size
+        self.flush_interval = flush_interval
+        self._buf = bytearray()
+        self._objs: list[tuple[Any, ...]] = []
+        self._obj_lock = threading.Lock()
+        self._half_woken = False
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._sinks: tuple[Any, ...] = ()
+        self._raw_sinks: tuple[Any, ...] = ()
+        self._record_sinks: tuple[Any, ...] = ()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._dropped = 0
+        self._drop_logged = 0
+        self._taken = 0
+        self._done = threading.Condition(threading.Lock())
+        self._errors: dict[str, int] = {}
+        self._infos: dict[int, JobInfo] = {}
+        self._new_infos: list[tuple[int, JobInfo]] = []
+        self._finished_jobs: deque[int] = deque()
+        self._tokens = itertools.count(1)
+        self._materializer = Materializer(self._infos)
+
+    # -- sinks -----------------------------------------------------------------------------
+
+    @property
+    def sinks(self) -> tuple[Any, ...]:
+        """The attached sinks, in the order they were attached."""
+        return self._sinks
+
+    @property
+    def active(self) -> bool:
+        """True while at least one sink is attached (new jobs are then tracked)."""
+        return bool(self._sinks)
+
+    def add_sink(self, sink: Any) -> Any:
+        """Attach ``sink`` (an object with ``write(records)``); returns it.
+
+        Jobs started from now on are tracked. Starts the drain thread on first use.
+        """
+        raw = getattr(sink, "_accept_raw", None)
+        if raw is None and not callable(getattr(sink, "write", None)):
+            raise TypeError(
+                f"a tracking sink needs a write(records) method; {sink!r} has none"
+            )
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the tracking hub is closed (its runtime was shut down)")
+            if any(s is sink for s in self._sinks):
+                return sink
+            self._sinks = (*self._sinks, sink)
+            self._split()
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="routilux-tracking", daemon=True
+                )
+                self._thread.start()
+        bind = getattr(sink, "_bind_hub", None)
+        if bind is not None:
+            bind(self)
+        return sink
+
+    def remove_sink(self, sink: Any, *, close: bool = True) -> bool:
+        """Detach ``sink`` after delivering what is queued; False if it was not attached."""
+        if not any(s is sink for s in self._sinks):
+            return False
+        self.flush()
+        with self._lock:
+            self._sinks = tuple(s for s in self._sinks if s is not sink)
+            self._split()
+        if close:
+            self._close_sink(sink)
+        return True
+
+    def _split(self) -> None:
+        self._raw_sinks = tuple(s for s in self._sinks if hasattr(s, "_accept_raw"))
+        self._record_sinks = tuple(s for s in self._sinks if not hasattr(s, "_accept_raw"))
+
+    def _register(self, info: JobInfo) -> int:
+        tok = next(self._tokens)
+        self._infos[tok] = info
+        self._new_infos.append((tok, info))
+        return tok
+
+    def job_tracker(self, job: Job) -> JobTracker | None:
+        """A tracker for ``job`` if a sink is attached, else None (the job is not tracked)."""
+        return JobTracker(self, job) if self._sinks and not self._closed else None
+
+    # -- accounting ------------------------------------------------------------------------
+
+    def _wake_half(self) -> None:
+        if not self._half_woken:
+            self._half_woken = True
+            self._wake.set()
+
+    def _dropped_one(self) -> None:
+        with self._lock:
+            self._dropped += 1
+        self._wake.set()
+
+    @property
+    def dropped(self) -> int:
+        """Records dropped because the queue was full (a sink too slow, or none keeping up)."""
+        return self._dropped
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of the channel: queued, delivered, dropped, and errors per sink."""
+        return {
+            "sinks": [_sink_name(s) for s in self._sinks],
+            "queued": len(self._buf) // W,
+            "queue_size": self.queue_size,
+            "delivered": self._taken // W,
+            "dropped": self._dropped,
+            "sink_errors": dict(self._errors),
+        }
+
+    # -- the drain thread ------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = 10.0) -> bool:
+        """Deliver every record queued before this call; False if ``timeout`` passed first
+        (a sink is slow) or no drain thread runs."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return self._thread is None and not self._buf
+        if thread is threading.current_thread():
+            return False  # a sink flushing from write(): it would wait for itself
+        # Read the length first: whatever the thread takes meanwhile, ``target`` covers
+        # every record queued before this call.
+        target = len(self._buf)
+        target += self._taken
+        with self._done:
+            if self._taken >= target:
+                return True
+            self._wake.set()
+            return self._done.wait_for(lambda: self._taken >= target, timeout)
+
+    def _run(self) -> None:
+        buf = self._buf
+        wake = self._wake
+        done = self._done
+        lock = self._obj_lock
+        while True:
+            wake.wait(self.flush_interval)
+            wake.clear()
+            self._half_woken = False
+            # Everything queued now, in one chunk; records appended meanwhile wait for the
+            # next round (chasing them would hand the GIL back and forth with the workers).
+            with lock:
+                n = len(buf)
+                chunk = bytes(buf[:n])
+                del buf[:n]
+                objs, self._objs = self._objs, []
+            if n:
+                self._dispatch(chunk, objs)
+                with done:
+                    self._taken += n
+                    done.notify_all()
+            self._report_drops()
+            if self._closed and not buf:
+                return
+
+    def _dispatch(self, chunk: bytes, objs: list[tuple[Any, ...]]) -> None:
+        new, self._new_infos = self._new_infos, []
+        for sink in self._raw_sinks:
+            self._call(sink, functools.partial(sink._accept_raw, objs=objs, infos=new), chunk)
+        entries: list[tuple[Any, ...]] | None = None
+        sinks = self._record_sinks
+        if sinks:
+            entries = decode(chunk, objs, self._infos)
+            records = self._materializer.build(entries)
+            for sink in sinks:
+                self._call(sink, sink.write, records)
+        # Forget finished jobs, but late: activations still running when a job was cancelled
+        # or failed report after its job.finished.
+        finished = self._finished_jobs
+        finished.extend(o[1] for o in objs if o[0] == K_JOB_FINISHED)
+        while len(finished) > _KEEP_FINISHED_INFOS:
+            self._infos.pop(finished.popleft(), None)
+
+    def _call(self, sink: Any, fn: Callable[[Any], Any], arg: Any) -> None:
+        try:
+            fn(arg)
+        except Exception:
+            name = _sink_name(sink)
+            n = self._errors.get(name, 0)
+            self._errors[name] = n + 1
+            if n == 0:  # once per sink: a broken sink must not flood the logs
+                _log.exception("tracking.sink_failed", sink=name)
+
+    def _report_drops(self) -> None:
+        dropped = self._dropped
+        if dropped != self._drop_logged:
+            _log.warning(
+                "tracking.records_dropped", dropped=dropped - self._drop_logged, total=dropped,
+                queue_size=self.queue_size,
+            )
+            self._drop_logged = dropped
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self, timeout: float | None = 10.0) -> bool:
+        """Deliver what is queued, stop the thread and close every sink (idempotent)."""
+        with self._lock:
+            if self._closed:
+                return True
+            self._closed = True
+            thread = self._thread
+        ok = True
+        if thread is not None:
+            self._wake.set()
+            thread.join(timeout)
+            ok = not thread.is_alive()
+        for sink in self._sinks:
+            self._close_sink(sink)
+        return ok
+
+    def _close_sink(self, sink: Any) -> None:
+        close = getattr(sink, "close", None)
+        if close is None:
+            return
+        try:
+            close()
+        except Exception:
+            _log.exception("tracking.sink_close_failed", sink=_sink_name(sink))
+
+    def __repr__(self) -> str:
+        return f"<TrackingHub sinks={len(self._sinks)} dropped={self._dropped}>"
+
+
+def plugin_sinks(runtime: Any) -> list[Any]:
+    """Every sink returned by the ``routilux_tracking_sinks`` hook of ``runtime``'s plugins.
+
+    All implementations are called; their lists are concatenated. An implementation that
+    raises is logged (``plugin.hook_failed``) and the others still count.
+    """
+    found: list[Any] = []
+    hook = runtime.plugin_manager.hook.routilux_tracking_sinks
+    for impl in hook.get_hookimpls():
+        try:
+            result = impl.function(**{a: runtime for a in impl.argnames if a == "runtime"})
+        except Exception:
+            _log.exception("plugin.hook_failed", hook="routilux_tracking_sinks",
+                           plugin=impl.plugin_name)
+            continue
+        if result:
+            found.extend(result)
+    return found

@@ -1,0 +1,269 @@
+"""Execution statistics per job and per flow, from the runtime's own counters.
+
+These need no sink: every job counts activations, errors, retries, skips, payloads and keeps
+its most recent activation durations (``routilux._job.RoutineStats``). An
+:class:`ExecutionTracker` folds those of many jobs into per-routine totals with bounded memory
+(counters plus a window of the most recent durations), which is what
+``Runtime.get_flow_metrics`` reports.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._activation import RoutineStats
+    from .._job import Job
+
+__all__ = ["DEFAULT_DURATION_SAMPLES", "ExecutionTracker", "job_metrics"]
+
+DEFAULT_DURATION_SAMPLES = 1024
+"""Durations kept per routine of a flow for its percentiles (the most recent ones)."""
+
+
+def _pct(samples: list[float], p: float) -> float:
+    n = len(samples)
+    return samples[min(n - 1, int(p * n))] if n else 0.0
+
+
+def _rates(d: dict[str, Any], elapsed: float) -> dict[str, Any]:
+    """Add ``executions``, ``successes``, ``success_rate`` and ``throughput`` to a routine's
+    counters (``d`` as ``RoutineStats.to_dict`` or an :class:`ExecutionTracker` gives them)."""
+    executions = d["activations"] + d.get("timeouts", 0)
+    unsuccessful = d["errors"] + d["retries"] + d["skipped"]
+    executions = max(executions, unsuccessful)
+    successes = executions - unsuccessful
+    d["executions"] = executions
+    d["successes"] = successes
+    d["success_rate"] = successes / executions if executions else None
+    d["throughput"] = d["activations"] / elapsed if elapsed > 0 else None
+    return d
+
+
+def _summary(routines: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    busy = {rid: m for rid, m in routines.items() if m["activations"]}
+    slowest = max(busy, key=lambda rid: busy[rid]["duration"]["avg"], default=None)
+    busiest = max(busy, key=lambda rid: busy[rid]["duration"]["total"], default=None)
+    return {
+        "slowest_routine": slowest,
+        "most_time_routine": busiest,
+        "failed_routines": sorted(rid for rid, m in routines.items() if m["errors"]),
+        "retries": sum(m["retries"] for m in routines.values()),
+        "errors": sum(m["errors"] for m in routines.values()),
+        "skipped": sum(m["skipped"] for m in routines.values()),
+        "activations": sum(m["activations"] for m in routines.values()),
+    }
+
+
+def _elapsed(job: Job) -> float:
+    state = job.state
+    start = state.started_at or state.created_at
+    end = state.finished_at
+    if start is None:
+        return 0.0
+    stop = end.timestamp() if end is not None else time.time()
+    return max(0.0, stop - start.timestamp())
+
+
+def job_metrics(job: Job) -> dict[str, Any]:
+    """``Job.metrics()`` (the SPEC §7 keys) plus rates, a summary and tracking counters.
+
+    Added keys: ``flow`` (the name it was started with), ``started_at`` / ``finished_at``
+    (ISO-8601 or None), ``elapsed`` (seconds), ``throughput`` (activations per second), per
+    routine ``executions``, ``successes``, ``success_rate``, ``throughput``; ``summary``
+    (``slowest_routine``, ``most_time_routine``, ``failed_routines``, ``retries``, ...);
+    ``tracking`` (``records``, ``dropped``) when the job is tracked.
+    """
+    from .._job_control import metrics
+
+    m: dict[str, Any] = metrics(job)
+    elapsed = _elapsed(job)
+    for d in m["routines"].values():
+        _rates(d, elapsed)
+    state = job.state
+    activations = sum(d["activations"] for d in m["routines"].values())
+    m["flow"] = job.flow_name
+    m["started_at"] = state.started_at.isoformat() if state.started_at else None
+    m["finished_at"] = state.finished_at.isoformat() if state.finished_at else None
+    m["elapsed"] = elapsed
+    m["throughput"] = activations / elapsed if elapsed > 0 else None
+    m["error_type"] = state.error_type
+    m["error_routine"] = state.error_routine
+    m["summary"] = _summary(m["routines"])
+    tracker = getattr(job, "tracker", None)
+    m["tracking"] = (
+        {"records": tracker.seq, "dropped": tracker.dropped} if tracker is not None else None
+    )
+    return m
+
+
+class _Totals:
+    __slots__ = ("activations", "errors", "max", "min", "payloads_in", "payloads_out",
+                 "retries", "samples", "skipped", "timeouts", "total")
+
+    def __init__(self, samples: int) -> None:
+        self.activations = self.errors = self.retries = self.skipped = self.timeouts = 0
+        self.payloads_in = self.payloads_out = 0
+        self.total = 0.0
+        self.min = float("inf")
+        self.max = 0.0
+        self.samples: deque[float] = deque(maxlen=samples)
+
+    def add(self, s: RoutineStats) -> None:
+        self.activations += s.activations
+        self.errors += s.errors
+        self.retries += s.retries
+        self.skipped += s.skipped
+        self.timeouts += s.timeouts
+        self.payloads_in += s.payloads_in
+        self.payloads_out += s.payloads_out
+        self.total += s.total
+        if s.activations:
+            self.min = min(self.min, s.min)
+            self.max = max(self.max, s.max)
+        durations = s.durations
+        for _ in range(3):  # a live job may append a sample concurrently: take it again
+            try:
+                if durations:
+                    self.samples.extend(list(durations))
+                break
+            except RuntimeError:
+                continue
+
+    def merged(self, other: _Totals | None) -> _Totals:
+        if other is None:
+            return self
+        out = _Totals(self.samples.maxlen or DEFAULT_DURATION_SAMPLES)
+        for t in (self, other):
+            out.activations += t.activations
+            out.errors += t.errors
+            out.retries += t.retries
+            out.skipped += t.skipped
+            out.timeouts += t.timeouts
+            out.payloads_in += t.payloads_in
+            out.payloads_out += t.payloads_out
+            out.total += t.total
+            out.min = min(out.min, t.min)
+            out.max = max(out.max, t.max)
+            out.samples.extend(t.samples)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        samples = sorted(self.samples)
+        n = self.activations
+        return {
+            "activations": n,
+            "errors": self.errors,
+            "retries": self.retries,
+            "skipped": self.skipped,
+            "timeouts": self.timeouts,
+            "payloads_in": self.payloads_in,
+            "payloads_out": self.payloads_out,
+            "duration": {
+                "min": self.min if n else 0.0,
+                "avg": self.total / n if n else 0.0,
+                "p50": _pct(samples, 0.50),
+                "p95": _pct(samples, 0.95),
+                "max": self.max,
+                "total": self.total,
+            },
+        }
+
+
+class ExecutionTracker:
+    """Per-routine statistics of many jobs of one flow, with bounded memory.
+
+    The runtime folds every job it forgets (beyond ``max_finished_jobs`` or its TTL) into the
+    tracker of its flow; :meth:`snapshot` adds the jobs still held, so nothing is counted
+    twice and nothing is lost. Memory per routine: a few counters and the ``samples`` most
+    recent durations (the p50/p95 are over those).
+
+    Args:
+        flow: the flow id.
+        samples: durations kept per routine.
+    """
+
+    def __init__(self, flow: str, *, samples: int = DEFAULT_DURATION_SAMPLES) -> None:
+        self.flow = flow
+        self.samples = samples
+        self._lock = threading.Lock()
+        self._routines: dict[str, _Totals] = {}
+        self._statuses: dict[str, int] = {}
+        self._jobs = 0
+        self._elapsed = 0.0
+        self._first: float | None = None
+        self._last: float | None = None
+
+    def _fold_locked(self, job: Job, into: dict[str, _Totals], statuses: dict[str, int]) -> float:
+        for rid, stats in zip(job.plan.routine_ids, job.stats, strict=True):
+            t = into.get(rid)
+            if t is None:
+                t = into[rid] = _Totals(self.samples)
+            t.add(stats)
+        status = job.state.status.value
+        statuses[status] = statuses.get(status, 0) + 1
+        return _elapsed(job)
+
+    def add_job(self, job: Job) -> None:
+        """Fold a finished job's counters in (the runtime does this when it forgets a job)."""
+        with self._lock:
+            self._jobs += 1
+            self._elapsed += self._fold_locked(job, self._routines, self._statuses)
+            state = job.state
+            start = (state.started_at or state.created_at).timestamp()
+            end = state.finished_at.timestamp() if state.finished_at else time.time()
+            self._first = start if self._first is None else min(self._first, start)
+            self._last = end if self._last is None else max(self._last, end)
+
+    def snapshot(self, jobs: Iterable[Job] = ()) -> dict[str, Any]:
+        """Totals of the folded jobs plus ``jobs`` (those still held by the runtime).
+
+        Returns ``{"flow", "jobs": {"total", <status>: n}, "elapsed", "throughput",
+        "routines": {routine_id: {... same keys as in get_job_metrics ...}}, "summary"}``.
+        """
+        live: dict[str, _Totals] = {}
+        statuses: dict[str, int] = {}
+        elapsed = 0.0
+        first, last = None, None
+        count = 0
+        for job in jobs:
+            with job.lock:
+                elapsed += self._fold_locked(job, live, statuses)
+            count += 1
+            state = job.state
+            start = (state.started_at or state.created_at).timestamp()
+            end = state.finished_at.timestamp() if state.finished_at else time.time()
+            first = start if first is None else min(first, start)
+            last = end if last is None else max(last, end)
+        with self._lock:
+            names = list(dict.fromkeys([*self._routines, *live]))
+            routines = {}
+            for rid in names:
+                base = self._routines.get(rid)
+                merged = (base or _Totals(self.samples)).merged(live.get(rid))
+                routines[rid] = merged.to_dict()
+            for k, v in self._statuses.items():
+                statuses[k] = statuses.get(k, 0) + v
+            count += self._jobs
+            elapsed += self._elapsed
+            if self._first is not None:
+                first = self._first if first is None else min(first, self._first)
+            if self._last is not None:
+                last = self._last if last is None else max(last, self._last)
+        window = (last - first) if first is not None and last is not None else 0.0
+        for d in routines.values():
+            _rates(d, window)
+        total = sum(d["activations"] for d in routines.values())
+        return {
+            "flow": self.flow,
+            "jobs": {"total": count, **dict(sorted(statuses.items()))},
+            "job_time": elapsed,
+            "window": window,
+            "throughput": total / window if window > 0 else None,
+            "routines": routines,
+            "summary": _summary(routines),
+        }
