@@ -9,6 +9,7 @@ is done once, when the flow is built; logic only reads the result.
 
 from __future__ import annotations
 
+import abc
 import copy
 import difflib
 from collections.abc import Callable, Iterable, Mapping
@@ -40,7 +41,7 @@ def jmespath_truthy(value: Any) -> bool:
     return True
 
 
-class BuiltinRoutine(Routine, register=False):
+class BuiltinRoutine(Routine, abc.ABC, register=False):
     """Base of the builtin routines: declared, validated configuration.
 
     Subclasses set ``CONFIG_DEFAULTS`` (every accepted key and its default) and ``REQUIRED``
@@ -60,9 +61,9 @@ class BuiltinRoutine(Routine, register=False):
         self._declare()
         self._apply_config(defaults)
 
+    @abc.abstractmethod
     def _declare(self) -> None:
         """Declare slots, events and logic (called once by ``__init__``)."""
-        raise NotImplementedError
 
     # -- configuration ---------------------------------------------------------------------
 
