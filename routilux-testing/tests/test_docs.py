@@ -32,7 +32,7 @@ def test_every_documented_fixture_exists() -> None:
     text = DOC.read_text(encoding="utf-8")
     documented = set(re.findall(r"^\| `(routilux_\w+)` \|", text, re.M))
     assert documented == {"routilux_runtime", "routilux_flow_registry", "routilux_clock",
-                          "routilux_plugins"}
+                          "routilux_plugins", "routilux_tracker"}
     assert all(callable(getattr(plugin, name)) for name in documented)
 
 

@@ -44,7 +44,7 @@ class TestLoading:
     def test_fixtures_are_listed(self, run_plugin: Run) -> None:
         result = run_plugin("def test_nothing():\n    pass\n", "--fixtures")
         for name in ("routilux_clock", "routilux_flow_registry", "routilux_plugins",
-                     "routilux_runtime"):
+                     "routilux_runtime", "routilux_tracker"):
             result.stdout.fnmatch_lines([f"{name} -- *"])
 
     def test_tests_without_the_fixtures_do_not_import_routilux(
@@ -347,4 +347,43 @@ def test_empty(routilux_plugins):
     with pytest.raises(TypeError, match="at least one plugin"):
         routilux_plugins()
 ''')
+        result.assert_outcomes(passed=1)
+
+
+class TestTrackerFixture:
+    def test_records_are_deterministic_across_runs(self, run_plugin: Run) -> None:
+        result = run_plugin(ROUTINES + """
+import json
+import routilux
+
+RUNS = []
+
+
+@pytest.mark.parametrize("run", [1, 2])
+def test_tracked(routilux_runtime, routilux_tracker, run):
+    first = routilux_runtime.exec(one(), entry_params={"n": 1})
+    second = routilux_runtime.exec(one(), entry_params={"n": 2})
+    assert routilux_runtime.wait_until_all_jobs_finished(10)
+    assert routilux_tracker.alias(first.job_id) == "job-1"
+    assert routilux_tracker.alias(second.job_id) == "job-2"
+    kinds = routilux_tracker.kinds(first.job_id)
+    assert kinds[0] == "job.started" and kinds[-1] == "job.finished"
+    assert "activation.finished" in kinds
+    records = routilux_tracker.dicts(first.job_id)
+    assert all(r["job_id"] == "job-1" for r in records)
+    assert not any("ts" in r or "duration" in r for r in records)
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+    RUNS.append(json.dumps(records, sort_keys=True))
+
+
+def test_both_runs_gave_the_same_records():
+    assert len(RUNS) == 2 and RUNS[0] == RUNS[1]
+""")
+        result.assert_outcomes(passed=3)
+
+    def test_runtimes_without_the_fixture_track_nothing(self, run_plugin: Run) -> None:
+        result = run_plugin(ROUTINES + """
+def test_untracked(routilux_runtime):
+    assert not routilux_runtime.tracking.sinks
+""")
         result.assert_outcomes(passed=1)

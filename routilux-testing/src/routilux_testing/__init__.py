@@ -33,10 +33,12 @@ if TYPE_CHECKING:
     from ._harness import RoutineHarness
     from ._report import format_job_report
     from ._resume import ResumeCheck, assert_resume_equivalent
+    from ._tracker import Tracker
 
 __all__ = [
     "ResumeCheck",
     "RoutineHarness",
+    "Tracker",
     "assert_completed",
     "assert_emitted",
     "assert_resume_equivalent",
@@ -49,6 +51,7 @@ __all__ = [
 _WHERE = {
     "ResumeCheck": "._resume",
     "RoutineHarness": "._harness",
+    "Tracker": "._tracker",
     "assert_completed": "._assertions",
     "assert_emitted": "._assertions",
     "assert_resume_equivalent": "._resume",

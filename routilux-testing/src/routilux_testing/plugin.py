@@ -10,6 +10,8 @@ Fixtures (none autouse; a test that requests none of them is not affected):
   of the test run on it.
 * ``routilux_plugins``: ``routilux_plugins(*plugin_objects)`` returns a new runtime built with
   those plugins (checked at teardown like ``routilux_runtime``).
+* ``routilux_tracker``: an in-memory tracking sink attached to the test's runtimes, read with
+  deterministic job ids and without clock-dependent fields.
 
 The marker ``@pytest.mark.routilux(**options)`` passes ``Runtime`` keywords
 (``thread_pool_size``, ``plugins``, ``history_limit``, ...) to the test's runtimes, and tunes
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from routilux import FlowRegistry, ManualClock, Runtime
 
     from ._runtimes import RuntimeSupervisor
+    from ._tracker import Tracker
 
 __all__ = [
     "PluginRuntimeFactory",
@@ -38,6 +41,7 @@ __all__ = [
     "routilux_flow_registry",
     "routilux_plugins",
     "routilux_runtime",
+    "routilux_tracker",
 ]
 
 MARKER = "routilux"
@@ -87,6 +91,9 @@ def _routilux_supervisor(
     checks = {k: options.pop(k) for k in list(options) if k in SUPERVISOR_OPTIONS}
     uses = request.fixturenames
     clock = request.getfixturevalue("routilux_clock") if "routilux_clock" in uses else None
+    if "routilux_tracker" in uses:
+        tracker = request.getfixturevalue("routilux_tracker")
+        options["tracking_sinks"] = [*options.get("tracking_sinks", ()), tracker.sink]
     supervisor = RuntimeSupervisor(
         flow_registry=routilux_flow_registry,
         clock=clock,
@@ -97,6 +104,18 @@ def _routilux_supervisor(
     problems = supervisor.close()
     if problems:
         pytest.fail("\n".join(["routilux teardown checks failed:", *problems]), pytrace=False)
+
+
+@pytest.fixture
+def routilux_tracker() -> Tracker:
+    """An in-memory tracking sink that the test's runtimes (``routilux_runtime``,
+    ``routilux_plugins(...)``) attach, read with deterministic ids: see
+    :class:`routilux_testing.Tracker`."""
+    from routilux.tracking import InMemorySink
+
+    from ._tracker import Tracker
+
+    return Tracker(InMemorySink())
 
 
 @pytest.fixture
