@@ -19,7 +19,6 @@ from routilux.activation_policies import ActivationPolicy, PolicyView
 from routilux.errors import ConfigurationError
 
 __all__ = [
-    "DRAIN_MARKER",
     "AggregatePolicy",
     "CollectPolicy",
     "DebouncePolicy",
@@ -27,11 +26,6 @@ __all__ = [
 ]
 
 Activation = tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]
-
-DRAIN_MARKER = "__routilux_builtins_drain__"
-"""Key of the placeholder payload :class:`CollectPolicy` keeps queued so that it is asked
-again when the job drains (the runtime only asks routines that still hold data)."""
-
 
 def _seconds(policy: str, key: str, value: Any, *, optional: bool) -> float | None:
     if value is None and optional:
@@ -231,11 +225,11 @@ class DebouncePolicy(ActivationPolicy):
 
 class CollectPolicy(ActivationPolicy):
     """Deliver everything queued at once; with ``emit_on_drain``, also run the routine one last
-    time (with no payloads and ``policy_message["final"]`` True) when the job drains.
+    time (``policy_message["final"]`` True, with whatever is still queued) when the job drains
+    after the routine has received something since its last final run.
 
-    The runtime asks only routines that still hold data to flush when a job drains, so with
-    ``emit_on_drain`` the policy keeps one placeholder payload (``{DRAIN_MARKER: True}``)
-    queued; it never reaches logic and is removed by the final activation.
+    Whether a final run is owed is kept in the per-job policy state (saved with the job); the
+    runtime gives every policy its final say when a job drains.
     """
 
     name = "builtins.collect"
@@ -252,17 +246,16 @@ class CollectPolicy(ActivationPolicy):
 
     def take(self, view: PolicyView, final: bool) -> Activation | None:
         q = view.queues[0]
-        if not q:
-            return None
-        if final and self.emit_on_drain:
-            items = [p for p in q if DRAIN_MARKER not in p]
+        if final and self.emit_on_drain and (q or view.state.get("final_owed")):
+            view.state["final_owed"] = False
+            items = list(q)
             q.clear()
             data = {view.slot_names[0]: items} if items else {}
             return data, {"policy": self.name, "final": True}
-        items = [p for p in q if DRAIN_MARKER not in p]
-        if not items:
+        if not q:
             return None
+        items = list(q)
         q.clear()
         if self.emit_on_drain:
-            q.append({DRAIN_MARKER: True})
+            view.state["final_owed"] = True
         return {view.slot_names[0]: items}, {"policy": self.name, "final": False}
