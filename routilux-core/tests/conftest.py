@@ -102,21 +102,10 @@ def log_of() -> Callable[[Any, str], list[dict[str, Any]]]:
     return logged
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` passes (for states no public API
-    blocks on, such as a job reaching a breakpoint pause). Returns the last result."""
-    import threading
-    import time
-
-    deadline = time.monotonic() + timeout
-    tick = threading.Event()
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return predicate()
-        tick.wait(0.002)
-    return True
 
 
 @pytest.fixture(scope="session")
 def eventually() -> Callable[..., bool]:
-    return wait_until
+    from routilux_testing import wait_for
+
+    return wait_for

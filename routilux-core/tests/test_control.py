@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,18 +22,11 @@ from routilux.errors import (
     JobNotAcceptingWorkError,
     PauseTimeoutError,
 )
+from routilux_testing import wait_for as until
 
 WAIT = 10.0
 
 
-def until(predicate: Callable[[], bool], what: str = "condition") -> None:
-    """Wait for a state the runtime reaches asynchronously (bounded; fails the test)."""
-    deadline = time.monotonic() + WAIT
-    pause = threading.Event()
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        pause.wait(0.001)
 
 
 def timer_barrier(rt: Runtime) -> None:

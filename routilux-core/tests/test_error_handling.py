@@ -8,7 +8,6 @@ raised by the routine's activation policy, and an exception raised by the job's 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,6 +27,7 @@ from routilux import (
     custom_policy,
 )
 from routilux.errors import ConfigurationError, JobNotAcceptingWorkError
+from routilux_testing import wait_for as until
 
 WAIT = 10.0
 ITEMS = ("a", "bad", "c")
@@ -46,14 +46,6 @@ _GATES: list[threading.Event] = []
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def until(predicate: Callable[[], bool], what: str = "condition") -> None:
-    """Wait for a state the runtime reaches asynchronously (bounded; fails the test)."""
-    deadline = time.monotonic() + WAIT
-    pause = threading.Event()
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        pause.wait(0.001)
 
 
 def timer_barrier(rt: Runtime) -> None:

@@ -4,9 +4,7 @@ clock), plus two tiny helper routines: ``Emitter`` turns one entry payload into 
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -78,13 +76,3 @@ def clocked(clock: ManualClock) -> Iterator[Runtime]:
     rt.shutdown(timeout=10)
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll ``predicate`` until true or ``timeout`` passes: for states no public API blocks on
-    (a routine holding data with its timer armed, before the test advances a manual clock)."""
-    deadline = time.monotonic() + timeout
-    tick = threading.Event()
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return predicate()
-        tick.wait(0.002)
-    return True

@@ -14,8 +14,7 @@ from routilux_builtins import (
     SchemaValidator,
     Splitter,
 )
-
-from .conftest import wait_for
+from routilux_testing import wait_for
 
 LINE_SCHEMA = {
     "type": "object",

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         assert_emitted,
         assert_routine_state,
         run_flow,
+        wait_for,
         wait_until_quiet,
     )
     from ._harness import RoutineHarness
@@ -45,6 +46,7 @@ __all__ = [
     "assert_routine_state",
     "format_job_report",
     "run_flow",
+    "wait_for",
     "wait_until_quiet",
 ]
 
@@ -58,6 +60,7 @@ _WHERE = {
     "assert_routine_state": "._assertions",
     "format_job_report": "._report",
     "run_flow": "._assertions",
+    "wait_for": "._assertions",
     "wait_until_quiet": "._assertions",
 }
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._report import format_job_report, short
@@ -64,6 +65,24 @@ def run_flow(
         finally:
             own.shutdown(wait=False, timeout=timeout)
     return _run(runtime, flow, entry_params, timeout)
+
+
+def wait_for(
+    predicate: Callable[[], bool], what: str = "the condition", timeout: float = DEFAULT_TIMEOUT
+) -> bool:
+    """Wait until ``predicate()`` is true; ``AssertionError`` naming ``what`` after ``timeout``.
+
+    For states no public API blocks on (a retry armed, a routine holding data before the test
+    advances a manual clock). It re-checks every couple of milliseconds on an ``Event`` wait,
+    never sleeps a fixed time, and returns True so ``assert wait_for(...)`` reads naturally.
+    """
+    deadline = time.monotonic() + timeout
+    tick = threading.Event()
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        tick.wait(0.002)
+    return True
 
 
 def wait_until_quiet(
