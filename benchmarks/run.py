@@ -1,4 +1,4 @@
-"""Run the benchmark workloads W1-W6 (issue 3) and W3a (issue 14) beside their standard-library baselines.
+"""Run the benchmark workloads W1-W6 (issue 3) and W3a (issue 14) beside their baselines.
 
     uv run python benchmarks/run.py [--quick] [--json FILE] [--only W1,W2] [--reps N]
                                     [--markdown FILE] [--src DIR]

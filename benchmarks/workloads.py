@@ -1,4 +1,4 @@
-"""Benchmark workloads W1-W6 (issue 3) and W3a (issue 14), each on Routilux and on the standard library.
+"""Benchmark workloads W1-W6 (issue 3) and W3a (issue 14), on Routilux and the stdlib.
 
 Run one workload, one implementation, in this process and print its result as JSON::
 

@@ -5,6 +5,7 @@ cancel), concurrency limits, and the awaitable API (aexec, await_job, await_all)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -315,10 +316,8 @@ class TestTimeouts:
 
     def test_emits_after_a_swallowed_timeout_are_discarded(self, runtime: Runtime) -> None:
         async def stubborn(routine: Routine, slot_data: Any, message: Any, js: Any) -> None:
-            try:
+            with contextlib.suppress(asyncio.CancelledError):  # swallows it and goes on
                 await asyncio.sleep(WAIT * 3)
-            except asyncio.CancelledError:
-                pass  # swallows the cancellation and goes on
             routine.emit("output", late=True)
 
         r = arout(stubborn, timeout=0.05)

@@ -211,8 +211,6 @@ class Routine:
         *async routine*: each activation runs as a coroutine on the runtime's event loop
         instead of holding a worker thread while it awaits (see docs/async.md). Whether the
         logic is async is decided here, once.
-
-        .. versionchanged:: 0.2 async logic is accepted.
         """
         if not callable(logic):
             raise ConfigurationError(f"set_logic needs a callable, got {logic!r}")

@@ -447,8 +447,6 @@ class Runtime:
         never blocked and no thread is parked while the job runs. Returns the job's state,
         drained (COMPLETED, FAILED, ..., or IDLE if kept open) unless ``wait`` is False.
         ``timeout`` is the job's execution timeout, as for :meth:`exec`.
-
-        .. versionadded:: 0.2
         """
         state = self.exec(flow_name, entry_params, job_state, keep_open, timeout=timeout)
         if wait:
@@ -458,8 +456,6 @@ class Runtime:
     async def await_job(self, job_id: str, timeout: float | None = None) -> bool:
         """Await the job's draining (COMPLETED, IDLE if kept open) or end, like :meth:`wait_job`
         but without blocking the caller's event loop. False if ``timeout`` passed first.
-
-        .. versionadded:: 0.2
         """
         job = self._live(job_id)
         with job.lock:
@@ -469,8 +465,6 @@ class Runtime:
     async def await_all(self, timeout: float | None = None) -> bool:
         """Await every job's draining or end, like :meth:`wait_until_all_jobs_finished` but
         without blocking the caller's event loop. False if ``timeout`` passed first.
-
-        .. versionadded:: 0.2
         """
         return await await_condition(self._lock, self._cond, timeout)
 
