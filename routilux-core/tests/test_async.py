@@ -632,3 +632,38 @@ class TestConfiguration:
         loop_thread.join(WAIT)
         assert not loop_thread.is_alive()
         assert state.status is JobStatus.CANCELLED and seen == ["cancelled"]
+
+
+class TestTestingTools:
+    def test_harness_feeds_an_async_routine(self, runtime: Runtime) -> None:
+        from routilux_testing import RoutineHarness, assert_emitted
+
+        with RoutineHarness(arout(forward), runtime=runtime) as harness:
+            harness.feed("input", n=1)
+            assert_emitted(harness, "output", {"n": 1})  # feed returned after the coroutine
+            harness.feed("input", n=2)
+            assert_emitted(harness, "output", {"n": 1}, {"n": 2})
+
+    def test_manual_clock_drives_async_timeouts(
+        self, routilux_clock: Any, routilux_runtime: Runtime
+    ) -> None:
+        gate = LoopGate()
+        started = threading.Event()
+        seen: list[str] = []
+
+        async def hang(routine: Routine, slot_data: Any, message: Any, js: Any) -> None:
+            started.set()
+            try:
+                await gate.wait()
+                seen.append("after")
+            except asyncio.CancelledError:
+                seen.append("cancelled")
+                raise
+
+        state = routilux_runtime.exec(single(arout(hang, events=(), timeout=30)), {})
+        assert started.wait(WAIT)
+        assert routilux_runtime.wait_job(state.job_id, timeout=0.02) is False
+        routilux_clock.advance(30)
+        finish(routilux_runtime, state)
+        assert state.status is JobStatus.FAILED and state.error_type == "RoutineTimeoutError"
+        assert seen == ["cancelled"]

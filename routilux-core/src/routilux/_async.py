@@ -160,7 +160,7 @@ class AsyncEngine:
         # loop thread only
         self._running = 0
         self._waiting: deque[_Run] = deque()
-        self._gates: dict[Routine, _Gate] = {}
+        self._gates: dict[int, _Gate] = {}  # by id(routine); a gate keeps its routine alive
         self._jobs: dict[Job, set[_Run]] = {}
         self.peak = 0
         """Most async activations that ran at once (a statistic for benchmarks and tests)."""
@@ -263,7 +263,10 @@ class AsyncEngine:
             items, self._inbox = self._inbox, []
             self._scheduled = False
         for job, ri, act in items:
-            self._admit(job, ri, act)
+            try:
+                self._admit(job, ri, act)
+            except Exception:  # a bug here must not lose the rest of the batch
+                _log.exception("async.admit_failed", job_id=job.job_id)
 
     def _admit(self, job: Job, ri: int, act: Activation) -> None:
         """Queue or start a claimed activation (no lock held)."""
@@ -280,9 +283,9 @@ class AsyncEngine:
         limit = job.plan.async_limits[ri]
         if limit is not None:
             routine = job.plan.routines[ri]
-            gate = self._gates.get(routine)
+            gate = self._gates.get(id(routine))
             if gate is None:
-                gate = self._gates[routine] = _Gate(routine, limit)
+                gate = self._gates[id(routine)] = _Gate(routine, limit)
             else:
                 gate.limit = limit  # the newest plan's value wins
             run.gate = gate
@@ -317,7 +320,7 @@ class AsyncEngine:
             gate.running += 1
             self._admit_global(nxt)
         if gate.running == 0 and not gate.waiting:
-            self._gates.pop(gate.routine, None)
+            self._gates.pop(id(gate.routine), None)
 
     def _release(self, run: _Run) -> None:
         """``run`` ended: hand its slots on, in arrival order."""
