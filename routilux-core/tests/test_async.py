@@ -667,3 +667,38 @@ class TestTestingTools:
         finish(routilux_runtime, state)
         assert state.status is JobStatus.FAILED and state.error_type == "RoutineTimeoutError"
         assert seen == ["cancelled"]
+
+
+class TestPauseWhileWaitingForASlot:
+    def test_pause_hands_back_waiting_activations_in_order_at_once(self) -> None:
+        rt = Runtime(thread_pool_size=2, flow_registry=FlowRegistry(), async_concurrency=1)
+        try:
+            gate = LoopGate()
+            started = threading.Event()
+
+            async def hold(routine: Routine, slot_data: Any, message: Any, js: Any) -> None:
+                started.set()
+                await gate.wait()
+
+            async def log(routine: Routine, slot_data: Any, message: Any, js: Any) -> None:
+                js.shared_log.extend(p["i"] for p in slot_data["input"])
+
+            blocker = rt.exec(single(arout(hold, events=()), "blocker"), {})
+            assert started.wait(WAIT)
+            logger = arout(log, events=())
+            logger.set_max_concurrency(3)  # three activations of the job wait for the slot
+            flow = single(logger, "logger")
+            state = rt.exec(flow, keep_open=True)
+            for i in range(5):
+                rt.post(flow, "r", "input", {"i": i}, job_id=state.job_id)
+            rt.pause_job(state.job_id, timeout=WAIT)  # returns although the slot stays taken
+            assert state.status is JobStatus.PAUSED and list(state.shared_log) == []
+            assert rt.get_job_metrics(state.job_id)["queue_depths"] == {"r.input": 5}
+            assert rt.resume_job(state.job_id)
+            rt.complete_job(state.job_id)
+            gate.open()
+            assert rt.wait_job(state.job_id, WAIT) and rt.wait_job(blocker.job_id, WAIT)
+            assert state.status is JobStatus.COMPLETED
+            assert list(state.shared_log) == [0, 1, 2, 3, 4]
+        finally:
+            rt.shutdown(timeout=WAIT)

@@ -203,6 +203,19 @@ class AsyncEngine:
             with contextlib.suppress(RuntimeError):  # the loop is closed (runtime shut down)
                 loop.call_soon_threadsafe(self._stop_job, job)
 
+    def job_paused(self, job: Job) -> None:
+        """The job paused (caller holds its lock): its activations still waiting for a slot
+        go back to their queues at once, so ``pause_job`` need not wait for other jobs'
+        coroutines to free slots (running coroutines of the job finish as usual)."""
+        loop = self._loop
+        if loop is None:
+            return
+        if threading.get_ident() == self._tid:
+            loop.call_soon(self._hold_job, job)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop is closed (runtime shut down)
+                loop.call_soon_threadsafe(self._hold_job, job)
+
     def close(self, timeout: float | None, wait: bool = True) -> bool:
         """Cancel what still runs and stop the loop; with ``wait``, join its thread.
 
@@ -273,9 +286,9 @@ class AsyncEngine:
         if act.abandoned:
             return  # the job timed out and wrote its tasks off
         run = _Run(job, ri, act)
-        if job.stopped:
-            self._drop(run)
-            return
+        if job.stopped and self._drop(run):
+            return  # (a paused job's runs are queued: _hold_job, scheduled after this batch
+            # by the pause, hands them back in order)
         runs = self._jobs.get(job)
         if runs is None:
             runs = self._jobs[job] = set()
@@ -343,17 +356,23 @@ class AsyncEngine:
             if not runs:
                 del self._jobs[run.job]
 
-    def _drop(self, run: _Run) -> None:
-        """End a run that never started because its job stopped."""
+    def _drop(self, run: _Run) -> bool:
+        """Give up a run still waiting for a slot because its job stopped or paused: a stopped
+        job writes the activation off, a paused one gets it back (as if never taken)."""
+        job, act = run.job, run.act
+        with job.lock:
+            if not (job.stopped or job.paused):
+                return False  # resumed meanwhile: it keeps its place
+            if not act.abandoned:
+                job.executing.discard(act)
+                if not job.stopped:
+                    job._unclaim_locked(act)
+                job._task_end_locked(run.ri)
         stage = run.stage
         self._forget(run)
         if stage == _GLOBAL_WAIT and run.gate is not None:
             self._gate_release(run.gate)
-        job, act = run.job, run.act
-        with job.lock:
-            if not act.abandoned:
-                job.executing.discard(act)
-                job._task_end_locked(run.ri)
+        return True
 
     def _stop_job(self, job: Job) -> None:
         for run in list(self._jobs.get(job, ())):
@@ -363,6 +382,12 @@ class AsyncEngine:
                     run.task.cancel()
             elif run.stage != _DONE:
                 self._drop(run)
+
+    def _hold_job(self, job: Job) -> None:
+        waiting = [r for r in self._jobs.get(job, ()) if r.stage in (_GATE_WAIT, _GLOBAL_WAIT)]
+        waiting.sort(key=lambda r: r.act.seq, reverse=True)  # the latest goes back first, so
+        for run in waiting:  # the queues end up in their original order
+            self._drop(run)
 
     def _timeout_due(self, run: _Run) -> None:
         """(timer thread) The routine's timeout passed."""
