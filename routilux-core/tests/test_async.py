@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from routilux import (
     ErrorHandler,
     ErrorStrategy,
@@ -700,5 +702,59 @@ class TestPauseWhileWaitingForASlot:
             assert rt.wait_job(state.job_id, WAIT) and rt.wait_job(blocker.job_id, WAIT)
             assert state.status is JobStatus.COMPLETED
             assert list(state.shared_log) == [0, 1, 2, 3, 4]
+        finally:
+            rt.shutdown(timeout=WAIT)
+
+
+class TestLimitsProperty:
+    @settings(max_examples=25, deadline=None)
+    @given(
+        jobs=st.integers(1, 25),
+        limit=st.integers(1, 4),
+        routine_limit=st.one_of(st.none(), st.integers(1, 3)),
+        cancel=st.sets(st.integers(0, 24), max_size=8),
+    )
+    def test_limits_hold_and_every_job_settles_with_cancels(
+        self, jobs: int, limit: int, routine_limit: int | None, cancel: set[int]
+    ) -> None:
+        rt = Runtime(thread_pool_size=1, flow_registry=FlowRegistry(), async_concurrency=limit)
+        try:
+            lock = threading.Lock()
+            active = [0, 0]
+
+            async def work(routine: Routine, slot_data: Any, message: Any, js: Any) -> None:
+                with lock:
+                    active[0] += 1
+                    active[1] = max(active[1], active[0])
+                try:
+                    await asyncio.sleep(0.001)
+                    js.shared_log.append("done")
+                finally:
+                    with lock:
+                        active[0] -= 1
+
+            config = {} if routine_limit is None else {"async_concurrency": routine_limit}
+            flow = single(arout(work, events=(), **config))
+            states = [rt.exec(flow, {}) for _ in range(jobs)]
+            for k in sorted(cancel):
+                if k < jobs:
+                    rt.cancel_job(states[k].job_id)
+            assert rt.wait_until_all_jobs_finished(WAIT)
+            for k, state in enumerate(states):
+                if state.status is JobStatus.COMPLETED:
+                    assert list(state.shared_log) == ["done"]
+                else:
+                    assert k in cancel and state.status is JobStatus.CANCELLED
+            assert active[1] <= min(limit, routine_limit or limit)
+            engine = rt._aio
+            loop = engine._loop
+            assert loop is not None
+
+            async def nothing() -> None:
+                return None
+
+            asyncio.run_coroutine_threadsafe(nothing(), loop).result(WAIT)  # let it settle
+            assert (engine._running, engine._gates, engine._jobs) == (0, {}, {})
+            assert not engine._waiting  # dropped runs were pruned, not left holding their jobs
         finally:
             rt.shutdown(timeout=WAIT)

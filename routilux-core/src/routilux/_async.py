@@ -375,19 +375,33 @@ class AsyncEngine:
         return True
 
     def _stop_job(self, job: Job) -> None:
+        dropped = False
         for run in list(self._jobs.get(job, ())):
             if run.stage == _RUNNING:
                 if run.ctx is not None and not run.stopping and run.task is not None:
                     run.stopping = True
                     run.task.cancel()
             elif run.stage != _DONE:
-                self._drop(run)
+                dropped = self._drop(run) or dropped
+        if dropped:
+            self._prune()
 
     def _hold_job(self, job: Job) -> None:
         waiting = [r for r in self._jobs.get(job, ()) if r.stage in (_GATE_WAIT, _GLOBAL_WAIT)]
         waiting.sort(key=lambda r: r.act.seq, reverse=True)  # the latest goes back first, so
+        dropped = False
         for run in waiting:  # the queues end up in their original order
-            self._drop(run)
+            dropped = self._drop(run) or dropped
+        if dropped:
+            self._prune()
+
+    def _prune(self) -> None:
+        """Remove dropped runs from the waiting queues (they hold their jobs alive)."""
+        self._waiting = deque(r for r in self._waiting if r.stage != _DONE)
+        for gate in list(self._gates.values()):
+            gate.waiting = deque(r for r in gate.waiting if r.stage != _DONE)
+            if gate.running == 0 and not gate.waiting:
+                self._gates.pop(id(gate.routine), None)
 
     def _timeout_due(self, run: _Run) -> None:
         """(timer thread) The routine's timeout passed."""
