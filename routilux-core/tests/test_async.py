@@ -291,7 +291,9 @@ class TestTimeouts:
         assert state.error_type == "RoutineTimeoutError"
         assert "cancelled" in (state.error or "")
         assert seen == ["cancelled"]
-        assert runtime.get_job_metrics(state.job_id)["routines"]["r"]["timeouts"] == 1
+        counts = runtime.get_job_metrics(state.job_id)["routines"]["r"]
+        assert (counts["timeouts"], counts["activations"], counts["executions"]) == (1, 0, 1)
+        assert (counts["errors"], counts["successes"]) == (1, 0)
 
     def test_timeout_with_retry_runs_again_and_records_timed_out(
         self, runtime: Runtime

@@ -496,7 +496,8 @@ class AsyncEngine:
                 job._task_end_locked(ri)
                 return None
             stats = job.stats[ri]
-            stats.record(t1 - t0)
+            if not run.timed_out:  # counted as a timeout, not an activation (as for sync)
+                stats.record(t1 - t0)
             started = t0 + job.epoch
             if err is None:
                 tracker = job.tracker
