@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -421,6 +422,10 @@ class TestPauseAndCancel:
         assert started.wait(WAIT)
         pauser = threading.Thread(target=runtime.pause_job, args=(state.job_id, WAIT))
         pauser.start()
+        deadline = time.monotonic() + WAIT
+        while state.status is not JobStatus.PAUSED:  # pause_job marks it, then waits for us
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
         gate.open()
         pauser.join(WAIT)
         assert state.status is JobStatus.PAUSED
@@ -438,13 +443,17 @@ class TestLimits:
             lock = threading.Lock()
             active = [0, 0]
             order: list[int] = []
+            three_in = LoopGate()  # the first three wait for each other: 3 really run at once
 
             async def work(routine: Routine, slot_data: Any, message: Any, js: Any) -> None:
                 with lock:
                     order.append(slot_data["input"][0]["k"])
                     active[0] += 1
                     active[1] = max(active[1], active[0])
-                await asyncio.sleep(0.005)
+                    if active[0] == 3:
+                        three_in.open()
+                await three_in.wait()
+                await asyncio.sleep(0.001)
                 with lock:
                     active[0] -= 1
 
@@ -452,7 +461,7 @@ class TestLimits:
             states = [rt.exec(flow, {"k": k}) for k in range(30)]
             assert rt.wait_until_all_jobs_finished(WAIT)
             assert all(s.status is JobStatus.COMPLETED for s in states)
-            assert active[1] <= 3 and rt._aio.peak == 3
+            assert active[1] == 3 and rt._aio.peak == 3
             assert order == list(range(30))
         finally:
             rt.shutdown(timeout=WAIT)
