@@ -317,6 +317,13 @@ def _install_sinks(types: TypeRegistry) -> None:
     ):
         types.tracking_sinks.register(name, factory)
 
+    def sqlite(**options: Any) -> Any:
+        from .store import SqliteJobStore
+
+        return SqliteJobStore(**options)
+
+    types.stores.register("sqlite", sqlite)
+
 
 type_registry = TypeRegistry(routine_types)
 """The process-wide registry bundle (routines, policies, predicates, exceptions, codecs)."""
