@@ -76,8 +76,8 @@ class DurableJob:
     """The store side of one running job."""
 
     __slots__ = ("_known", "codecs", "crash", "flow_doc", "flow_name", "held_seqs", "inputs",
-                 "job", "job_id", "lock", "next_pid", "outbox", "pidmap", "plan", "seen",
-                 "store")
+                 "job", "job_id", "lock", "next_pid", "outbox", "pidmap", "pipelined", "plan",
+                 "seen", "store")
 
     def __init__(
         self, job: Job, store: JobStore, codecs: CodecRegistry, flow_doc: str | None,
@@ -89,6 +89,7 @@ class DurableJob:
         self.store = store
         self.codecs = codecs
         self.crash = getattr(store, "crash", None)
+        self.pipelined = bool(getattr(store, "pipelined", True))
         self.flow_doc = flow_doc
         self.flow_name = job.flow_name
         self.lock = threading.Lock()
@@ -337,7 +338,7 @@ class DurableJob:
                     rows.append(PayloadRow(pid=self.next_pid, routine_id=ids[di],
                                            slot=plan.slot_names[di][si], body=item[4]))
                 routed.append((item, pids))
-            self.store.submit(
+            handle = self.store.submit(
                 Commit(
                     job_id=self.job_id, outcome=outcome, seq=act.seq, routine_id=rid,
                     attempt=act.attempt, key=key, consumed=consumed, held=held,
@@ -347,8 +348,15 @@ class DurableJob:
                     next_pid=self.next_pid, job_seq=job.seq,
                     was_held=act.seq in self.held_seqs if self.held_seqs else False,
                 ),
-                partial(self._committed, act, routed, rid),
+                partial(self._committed, act, routed, rid) if self.pipelined else None,
             )
+        if not self.pipelined:  # wait until durable, and route on this worker
+            error: BaseException | None = None
+            try:
+                handle.wait()
+            except StoreError as exc:
+                error = exc
+            self._committed(act, routed, rid, error)
         return decision, err
 
     def _committed(

@@ -148,6 +148,10 @@ class JobStore(Protocol):
     location: str
     """Where the store lives (a file path or a server address), for messages."""
 
+    pipelined: bool
+    """Whether workers go on while their activation's commit is pending (see
+    ``SqliteJobStore``); False makes each worker wait for its commit."""
+
     def open_job(self, snapshot: JobSnapshot) -> None:
         """Record a starting (or resuming) job, replacing whatever the store held for its
         queued payloads and held activations; durable when it returns."""

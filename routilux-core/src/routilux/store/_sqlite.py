@@ -116,6 +116,11 @@ class SqliteJobStore:
             lose the last commits (never corrupt the file). See docs/persistence.md.
         busy_timeout: seconds a connection waits for another process's lock.
         check: run ``PRAGMA quick_check`` when opening (refuses a damaged file at once).
+        pipelined: True (default): a worker goes on with its next activation while its
+            commit is pending (the writer groups many into one transaction; emits are routed
+            when durable). False: each worker waits until its activation is durable before
+            it runs another, so a crash re-runs at most one activation per worker, at a
+            throughput cost (docs/persistence.md).
 
     Raises:
         StoreCorruptError: the file is damaged or is not a Routilux job store.
@@ -129,6 +134,7 @@ class SqliteJobStore:
         synchronous: str = "FULL",
         busy_timeout: float = 5.0,
         check: bool = True,
+        pipelined: bool = True,
     ) -> None:
         sync = str(synchronous).upper()
         if sync not in ("FULL", "NORMAL", "EXTRA"):
@@ -138,6 +144,7 @@ class SqliteJobStore:
         self.path = Path(path)
         self.location = str(self.path)
         self.synchronous = sync
+        self.pipelined = bool(pipelined)
         self._busy_ms = int(busy_timeout * 1000)
         self.crash = CrashPlan.from_env()
         """The test-only crash plan (``ROUTILUX_CRASH_AT``), or None (always, in production)."""
