@@ -338,18 +338,25 @@ class DurableJob:
                     rows.append(PayloadRow(pid=self.next_pid, routine_id=ids[di],
                                            slot=plan.slot_names[di][si], body=item[4]))
                 routed.append((item, pids))
-            handle = self.store.submit(
-                Commit(
-                    job_id=self.job_id, outcome=outcome, seq=act.seq, routine_id=rid,
-                    attempt=act.attempt, key=key, consumed=consumed, held=held,
-                    emitted=tuple(rows),
-                    states=self._state_rows("state", rid, job.state.routine_states.get(rid)),
-                    policy_states=self._state_rows("policy", rid, job.views[ri].state),
-                    next_pid=self.next_pid, job_seq=job.seq,
-                    was_held=act.seq in self.held_seqs if self.held_seqs else False,
-                ),
-                partial(self._committed, act, routed, rid) if self.pipelined else None,
+            commit = Commit(
+                job_id=self.job_id, outcome=outcome, seq=act.seq, routine_id=rid,
+                attempt=act.attempt, key=key, consumed=consumed, held=held,
+                emitted=tuple(rows),
+                states=self._state_rows("state", rid, job.state.routine_states.get(rid)),
+                policy_states=self._state_rows("policy", rid, job.views[ri].state),
+                next_pid=self.next_pid, job_seq=job.seq,
+                was_held=act.seq in self.held_seqs if self.held_seqs else False,
             )
+            refused: StoreError | None = None
+            try:
+                handle = self.store.submit(
+                    commit, partial(self._committed, act, routed, rid) if self.pipelined else None
+                )
+            except StoreError as exc:  # the store is closed or broken: the job fails
+                refused = exc
+        if refused is not None:
+            self._committed(act, routed, rid, refused)
+            return decision, err
         if not self.pipelined:  # wait until durable, and route on this worker
             error: BaseException | None = None
             try:
