@@ -656,3 +656,57 @@ class TestIdempotencyKeys:
         assert info.input_seqs == ()
         assert info.idempotency_key == f"{js.job_id}:a:{info.activation_seq}"
         assert info.attempt_key == f"{info.idempotency_key}:0"
+
+
+class TestJobsCommand:
+    def _interrupted(self, store_factory: StoreFactory) -> tuple[str, str, Runtime]:
+        sr.GATES["g2"] = _gate()
+        store1 = store_factory()
+        assert isinstance(store1, SqliteJobStore)
+        rt1 = Runtime(thread_pool_size=2, store=store1)
+        js = rt1.exec(chain(), entry_params={"n": 2})
+        assert sr.STARTED.wait(10)
+        store1.flush()
+        abandon(rt1, store1)
+        del sr.GATES["g2"]
+        return js.job_id, str(store1.path), rt1
+
+    def test_list_show_and_resume(self, store_factory: StoreFactory) -> None:
+        from click.testing import CliRunner
+        from routilux.cli._app import cli
+
+        job, path, rt1 = self._interrupted(store_factory)
+        runner = CliRunner()
+        listed = runner.invoke(cli, ["jobs", "list", "--store", path, "--json"])
+        assert listed.exit_code == 0, listed.output
+        assert [(j["job_id"], j["status"]) for j in json.loads(listed.output)] == [
+            (job, "running")]
+        shown = runner.invoke(cli, ["jobs", "show", job, "--store", path, "--json"])
+        assert shown.exit_code == 0, shown.output
+        data = json.loads(shown.output)
+        assert data["queued"] == {"g2.in": 2}  # one in flight, one waiting
+        resumed = runner.invoke(
+            cli, ["jobs", "resume", job, "--store", path, "--import", "store_routines",
+                  "--timeout", "30"])
+        assert resumed.exit_code == 0, resumed.output
+        assert f"job {job}: completed" in resumed.output
+        assert [rid for rid, _, _ in sr.CALLS].count("emit") == 1
+        with SqliteJobStore(path) as store:
+            snap = store.load_job(job)
+        assert snap.status == "completed"
+        assert sorted(json.loads(dict(snap.states)["sink"])["got"]) == [2, 3]
+        rt1.shutdown(wait=False)
+
+    def test_errors_are_one_line_with_exit_2(self, tmp_path: Path) -> None:
+        from click.testing import CliRunner
+        from routilux.cli._app import cli
+
+        runner = CliRunner()
+        missing = runner.invoke(cli, ["jobs", "list", "--store", str(tmp_path / "no.db")])
+        assert missing.exit_code == 2
+        assert "no job store" in missing.output
+        SqliteJobStore(tmp_path / "empty.db").close()
+        unknown = runner.invoke(
+            cli, ["jobs", "resume", "nope", "--store", str(tmp_path / "empty.db")])
+        assert unknown.exit_code == 2
+        assert "no job 'nope'" in unknown.output

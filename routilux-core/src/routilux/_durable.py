@@ -415,8 +415,9 @@ class DurableJob:
         error = f"{type(err).__name__}: {err}" if err is not None else None
         try:
             self.store.set_status(self.job_id, status.value, error).wait()
-        except StoreError:
-            _log.exception("store.status_failed", job_id=self.job_id, status=status.value)
+        except StoreError as exc:
+            _log.error("store.status_failed", job_id=self.job_id, status=status.value,
+                       error=str(exc))
 
 
 def activation_key(job_id: str, routine_id: str, inputs: tuple[int, ...],
