@@ -25,7 +25,7 @@ routed; the activation does not run again.
 from __future__ import annotations
 
 import json
-import threading
+import math
 import time
 from collections import deque
 from functools import partial
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from ._codecs import TAG_KEY
 from ._flow_document import flow_to_dict
 from .error_handling import ErrorStrategy
 from .errors import QueueFullError, RoutiluxError, SerializationError, StoreError
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
 __all__ = ["DurableJob", "activation_key", "flow_document"]
 
 _log = structlog.get_logger("routilux.store")
+_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_finite = math.isfinite
 
 _Buffered = tuple[int, str, "tuple[Target, ...]", dict[str, Any], str]
 
@@ -76,7 +79,7 @@ class DurableJob:
     """The store side of one running job."""
 
     __slots__ = ("_known", "codecs", "crash", "flow_doc", "flow_name", "held_seqs", "inputs",
-                 "job", "job_id", "lock", "next_pid", "outbox", "pidmap", "pipelined", "plan",
+                 "job", "job_id", "next_pid", "outbox", "pidmap", "pipelined", "plan",
                  "seen", "store")
 
     def __init__(
@@ -92,7 +95,6 @@ class DurableJob:
         self.pipelined = bool(getattr(store, "pipelined", True))
         self.flow_doc = flow_doc
         self.flow_name = job.flow_name
-        self.lock = threading.Lock()
         # (queue index, id(payload)) -> pids of that payload object in that queue, in order
         self.pidmap: dict[tuple[int, int], deque[int]] = {}
         self.inputs: dict[int, tuple[int, ...]] = {}  # activation seq -> consumed pids
@@ -107,6 +109,16 @@ class DurableJob:
 
     def _encode(self, value: Any, path: str) -> str:
         return json.dumps(self.codecs.encode(value, path), separators=(",", ":"))
+
+    def _encode_payload(self, payload: dict[str, Any], path: str) -> str:
+        """A payload as JSON: written directly when every value is a plain scalar (the
+        common case), else through the codec registry."""
+        for k, v in payload.items():
+            t = type(v)
+            if not (t is int or t is str or t is bool or v is None or (
+                    t is float and _finite(v))) or type(k) is not str or k == TAG_KEY:
+                return self._encode(payload, path)
+        return _dumps(payload)
 
     def _pid(self, payload: dict[str, Any]) -> int:
         known = self._known
@@ -146,65 +158,65 @@ class DurableJob:
         payloads: list[PayloadRow] = []
         held: list[HeldRow] = []
         now = time.time()
-        with self.lock:
-            for qi, q in enumerate(job.queues):
-                ri, si = plan.queue_owner[qi]
-                for p in q:
-                    pid = self._pid(p)
-                    self._register(qi, p, pid)
-                    payloads.append(PayloadRow(
-                        pid=pid, routine_id=ids[ri], slot=plan.slot_names[ri][si],
-                        body=self._encode(p, f"pending.{ids[ri]}"),
-                    ))
-            acts: list[tuple[Activation, float]] = []
-            for rq in job.retry_ready:
-                if rq:
-                    acts.extend((a, 0.0) for a in rq)
-            acts.extend(job.restored_retries)
-            for act, retry_in in acts:
-                pids = []
-                for slot, items in act.slot_data.items():
-                    for p in items:
-                        pid = self._pid(p)
-                        pids.append(pid)
-                        payloads.append(PayloadRow(
-                            pid=pid, routine_id=ids[act.ri], slot=slot,
-                            body=self._encode(p, f"in_flight.{ids[act.ri]}"), held_by=act.seq,
-                        ))
-                self.inputs[act.seq] = tuple(pids)
-                self.held_seqs.add(act.seq)
-                held.append(HeldRow(
-                    seq=act.seq, routine_id=ids[act.ri], attempt=act.attempt,
-                    message=(self._encode(dict(act.message), "message")
-                             if act.message is not None else None),
-                    due=now + retry_in,
+        # under the job lock (Job.start)
+        for qi, q in enumerate(job.queues):
+            ri, si = plan.queue_owner[qi]
+            for p in q:
+                pid = self._pid(p)
+                self._register(qi, p, pid)
+                payloads.append(PayloadRow(
+                    pid=pid, routine_id=ids[ri], slot=plan.slot_names[ri][si],
+                    body=self._encode(p, f"pending.{ids[ri]}"),
                 ))
-            if deliver_entry and plan.entry_targets:
-                body = self._encode(entry, "entry_params")
-                for di, qi in plan.entry_targets:
-                    self.next_pid += 1
-                    self._register(qi, entry, self.next_pid)
-                    _, si = plan.queue_owner[qi]
-                    payloads.append(PayloadRow(pid=self.next_pid, routine_id=ids[di],
-                                               slot=plan.slot_names[di][si], body=body))
-            self._known = None
-            state = job.state
-            states = tuple(
-                row for rid, st in state.routine_states.items()
-                for row in self._state_rows("state", rid, st)
-            )
-            policy_states = tuple(
-                row for ri, view in enumerate(job.views)
-                for row in self._state_rows("policy", ids[ri], view.state)
-            )
-            snapshot = JobSnapshot(
-                job_id=self.job_id, flow_name=self.flow_name, flow_id=plan.flow_id,
-                flow_doc=self.flow_doc, status="running", keep_open=job.keep_open,
-                entry_params=(self._encode(state.entry_params, "entry_params")
-                              if state.entry_params is not None else None),
-                next_pid=self.next_pid, seq=job.seq, payloads=tuple(payloads),
-                held=tuple(held), states=states, policy_states=policy_states,
-            )
+        acts: list[tuple[Activation, float]] = []
+        for rq in job.retry_ready:
+            if rq:
+                acts.extend((a, 0.0) for a in rq)
+        acts.extend(job.restored_retries)
+        for act, retry_in in acts:
+            pids = []
+            for slot, items in act.slot_data.items():
+                for p in items:
+                    pid = self._pid(p)
+                    pids.append(pid)
+                    payloads.append(PayloadRow(
+                        pid=pid, routine_id=ids[act.ri], slot=slot,
+                        body=self._encode(p, f"in_flight.{ids[act.ri]}"), held_by=act.seq,
+                    ))
+            self.inputs[act.seq] = tuple(pids)
+            self.held_seqs.add(act.seq)
+            held.append(HeldRow(
+                seq=act.seq, routine_id=ids[act.ri], attempt=act.attempt,
+                message=(self._encode(dict(act.message), "message")
+                         if act.message is not None else None),
+                due=now + retry_in,
+            ))
+        if deliver_entry and plan.entry_targets:
+            body = self._encode(entry, "entry_params")
+            for di, qi in plan.entry_targets:
+                self.next_pid += 1
+                self._register(qi, entry, self.next_pid)
+                _, si = plan.queue_owner[qi]
+                payloads.append(PayloadRow(pid=self.next_pid, routine_id=ids[di],
+                                           slot=plan.slot_names[di][si], body=body))
+        self._known = None
+        state = job.state
+        states = tuple(
+            row for rid, st in state.routine_states.items()
+            for row in self._state_rows("state", rid, st)
+        )
+        policy_states = tuple(
+            row for ri, view in enumerate(job.views)
+            for row in self._state_rows("policy", ids[ri], view.state)
+        )
+        snapshot = JobSnapshot(
+            job_id=self.job_id, flow_name=self.flow_name, flow_id=plan.flow_id,
+            flow_doc=self.flow_doc, status="running", keep_open=job.keep_open,
+            entry_params=(self._encode(state.entry_params, "entry_params")
+                          if state.entry_params is not None else None),
+            next_pid=self.next_pid, seq=job.seq, payloads=tuple(payloads),
+            held=tuple(held), states=states, policy_states=policy_states,
+        )
         self.store.open_job(snapshot)
 
     # -- deliveries from outside an activation (posts), under the job lock -------------------
@@ -213,55 +225,72 @@ class DurableJob:
         plan = self.plan
         body = self._encode(payload, "post")
         rows = []
-        with self.lock:
-            for di, qi in targets:
-                self.next_pid += 1
-                self._register(qi, payload, self.next_pid)
-                _, si = plan.queue_owner[qi]
-                rows.append(PayloadRow(pid=self.next_pid, routine_id=plan.routine_ids[di],
-                                       slot=plan.slot_names[di][si], body=body))
-            handle = self.store.submit(Commit(
-                job_id=self.job_id, outcome="deliver", emitted=tuple(rows),
-                next_pid=self.next_pid, job_seq=self.job.seq,
-            ))
+        # under the job lock (post)
+        for di, qi in targets:
+            self.next_pid += 1
+            self._register(qi, payload, self.next_pid)
+            _, si = plan.queue_owner[qi]
+            rows.append(PayloadRow(pid=self.next_pid, routine_id=plan.routine_ids[di],
+                                   slot=plan.slot_names[di][si], body=body))
+        handle = self.store.submit(Commit(
+            job_id=self.job_id, outcome="deliver", emitted=tuple(rows),
+            next_pid=self.next_pid, job_seq=self.job.seq,
+        ))
         handle.wait()
 
     def dropped(self, qi: int, payload: dict[str, Any]) -> None:
         """A ``drop_oldest`` slot discarded ``payload`` (job lock held)."""
-        with self.lock:
-            dq = self.pidmap.get((qi, id(payload)))
-            if not dq:
-                return
-            pid = dq.popleft()
-            if not dq:
-                del self.pidmap[(qi, id(payload))]
-            self.store.submit(Commit(job_id=self.job_id, outcome="dropped", consumed=(pid,)))
+        dq = self.pidmap.get((qi, id(payload)))
+        if not dq:
+            return
+        pid = dq.popleft()
+        if not dq:
+            del self.pidmap[(qi, id(payload))]
+        self.store.submit(Commit(job_id=self.job_id, outcome="dropped", consumed=(pid,)))
 
     # -- one activation ----------------------------------------------------------------------
 
-    def inputs_of(self, act: Activation) -> tuple[int, ...]:
-        """The pids of the payloads ``act`` consumed (resolved once, before its logic)."""
-        with self.lock:
-            pids = self.inputs.get(act.seq)
-            if pids is not None:
-                return pids
-            out = []
-            for slot, items in act.slot_data.items():
-                qi = self._slot_qi(act.ri, slot)
-                for p in items:
+    def claim(self, act: Activation) -> None:
+        """A policy took ``act``'s input from the queues (job lock held): note the input
+        payloads' pids (the payload objects the queues held, in the order they were taken)."""
+        out = []
+        pidmap = self.pidmap
+        base = self.plan.queue_base[act.ri]
+        names = self.plan.slot_names[act.ri]
+        for slot, items in act.slot_data.items():
+            qi = base + names.index(slot)
+            for p in items:
+                key = (qi, id(p))
+                dq = pidmap.get(key)
+                if dq:
+                    out.append(dq.popleft())
+                    if not dq:
+                        del pidmap[key]
+        self.inputs[act.seq] = tuple(out)
+
+    def unclaim(self, act: Activation) -> None:
+        """``act``'s input goes back to the front of its queues (job lock held)."""
+        pids = iter(self.inputs.pop(act.seq, ()))
+        base = self.plan.queue_base[act.ri]
+        names = self.plan.slot_names[act.ri]
+        for slot, items in act.slot_data.items():
+            qi = base + names.index(slot)
+            for p in items:
+                pid = next(pids, None)
+                if pid is not None:
                     key = (qi, id(p))
                     dq = self.pidmap.get(key)
-                    if dq:
-                        out.append(dq.popleft())
-                        if not dq:
-                            del self.pidmap[key]
-            pids = self.inputs[act.seq] = tuple(out)
-            return pids
+                    if dq is None:
+                        dq = self.pidmap[key] = deque()
+                    dq.appendleft(pid)
+
+    def inputs_of(self, act: Activation) -> tuple[int, ...]:
+        """The pids of the payloads ``act`` consumed (its idempotency key names them)."""
+        return self.inputs.get(act.seq, ())
 
     def before_logic(self, act: Activation) -> None:
         if self.crash is not None:
             self.crash.reach("before_logic")
-        self.inputs_of(act)
 
     def buffer(self, ri: int, event: str, targets: tuple[Target, ...],
                payload: dict[str, Any], act: Activation) -> None:
@@ -269,7 +298,7 @@ class DurableJob:
         cannot be stored fails the emit, in the logic)."""
         rid = self.plan.routine_ids[ri]
         try:
-            body = self._encode(payload, f"{rid}.{event}")
+            body = self._encode_payload(payload, f"{rid}.{event}")
         except SerializationError as exc:
             raise SerializationError(
                 f"routine {rid!r} emitted {event!r} with a value the job store cannot write: "
@@ -322,12 +351,12 @@ class DurableJob:
             outcome = "skipped"
         else:
             outcome = "failed"
-        key = activation_key(self.job_id, rid, self.inputs_of(act), act)
         routed: list[tuple[_Buffered, list[int]]] = []
-        with job.hot:
+        with job.hot:  # pids are numbered, and commits queued, in one order
             job.outstanding += 1  # released by _committed, after routing
-        with self.lock:
-            consumed = self.inputs[act.seq] if held is not None else self.inputs.pop(act.seq)
+            consumed = (self.inputs.get(act.seq, ()) if held is not None
+                        else self.inputs.pop(act.seq, ()))
+            key = activation_key(self.job_id, rid, consumed, act)
             rows = []
             for item in box:
                 pids = []
@@ -398,9 +427,8 @@ class DurableJob:
                 tracker.emitted(act, event, payload, targets)
             if not targets:
                 continue
-            with self.lock:
-                for (_, qi), pid in zip(targets, pids, strict=True):
-                    self._register(qi, payload, pid)
+            for (_, qi), pid in zip(targets, pids, strict=True):
+                self._register(qi, payload, pid)
             try:
                 job._deliver_locked(targets, payload)
             except QueueFullError as exc:

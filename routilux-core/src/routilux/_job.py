@@ -368,6 +368,8 @@ class Job:
                 return None
             self.seq += 1
             act = Activation(ri, res[0], res[1], 0, self.seq)
+            if self.durable is not None:
+                self.durable.claim(act)  # the input payloads' sequence numbers
             if self.blocked_producers:
                 self._notify_locked()
         self.executing.add(act)
@@ -487,6 +489,8 @@ class Job:
         if act.attempt or not act.slot_data:
             self._ready_list(ri).appendleft(act)
             return
+        if self.durable is not None:
+            self.durable.unclaim(act)
         names = self.plan.slot_names[ri]
         base = self.plan.queue_base[ri]
         for slot, payloads in act.slot_data.items():
@@ -721,6 +725,8 @@ class Job:
             if res is not None:
                 self.seq += 1
                 act = Activation(ri, res[0], res[1], 0, self.seq)
+                if self.durable is not None:
+                    self.durable.claim(act)
                 self.executing.add(act)
                 self._spawn_locked(ri, act)
         self.outstanding -= 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -86,6 +85,8 @@ class _Handle:
         self._done.acquire()
         self.error: BaseException | None = None
         self.then = then
+
+    # (a handle with a callback is waited on rarely; the lock costs ~0.1 µs either way)
 
     def release(self, error: BaseException | None = None) -> None:
         self.error = error
@@ -492,7 +493,7 @@ class SqliteJobStore:
             conn.close()
         return [
             StoredActivation(seq=s, routine_id=r, attempt=a, outcome=o, key=k,
-                             consumed=tuple(json.loads(c)), committed=t)
+                             consumed=tuple(int(x) for x in c.split(",") if x), committed=t)
             for s, r, a, o, k, c, t in rows
         ]
 
@@ -580,7 +581,7 @@ class _Rows:
             if h is not None:
                 self.held.append((job, h.seq, h.routine_id, h.attempt, h.message, h.due))
             self.act.append((job, c.seq, c.attempt, c.routine_id, c.outcome, c.key,
-                             json.dumps(c.consumed), now))
+                             ",".join(map(str, c.consumed)), now))
         if c.emitted:
             self.pay.extend(
                 (job, p.pid, p.routine_id, p.slot, p.body, p.held_by) for p in c.emitted
