@@ -710,3 +710,121 @@ class TestJobsCommand:
             cli, ["jobs", "resume", "nope", "--store", str(tmp_path / "empty.db")])
         assert unknown.exit_code == 2
         assert "no job 'nope'" in unknown.output
+
+
+class TestPayloadBookkeeping:
+    """Every payload row is consumed exactly once, whatever path it takes."""
+
+    def _no_rows_left_and_each_pid_consumed_once(self, store: JobStore, job: str) -> None:
+        snap = store.load_job(job)
+        assert snap.status == "completed" and snap.payloads == ()
+        consumed = [pid for a in store.activations(job) for pid in a.consumed]
+        assert len(consumed) == len(set(consumed))
+        assert set(consumed) <= set(range(1, snap.next_pid + 1))
+
+    def test_batches_consume_several_payloads_and_name_them_in_the_key(
+        self, store_factory: StoreFactory, make_routine: Any
+    ) -> None:
+        from routilux import batch_size_policy
+
+        flow = Flow(flow_id="batches")
+        flow.add_routine(sr.Emit(), "emit")
+        sink = sr.Collect()
+        sink.set_activation_policy(batch_size_policy(3))
+        flow.add_routine(sink, "sink")
+        flow.connect("emit", "out", "sink", "in")
+        store = store_factory()
+        with Runtime(thread_pool_size=1, store=store) as rt:
+            js = rt.exec(flow, entry_params={"n": 7})
+            assert rt.wait_job(js.job_id, 10)
+        assert sorted(js.get_routine_state("sink")["got"]) == list(range(7))
+        sink_acts = [a for a in store.activations(js.job_id) if a.routine_id == "sink"]
+        assert sorted(len(a.consumed) for a in sink_acts) == [1, 3, 3]
+        for a in sink_acts:
+            assert a.key == f"{js.job_id}:sink:in-{'.'.join(map(str, a.consumed))}"
+        self._no_rows_left_and_each_pid_consumed_once(store, js.job_id)
+
+    def test_fan_out_gives_each_target_its_own_row(self, store_factory: StoreFactory) -> None:
+        flow = Flow(flow_id="fan")
+        flow.add_routine(sr.Emit(), "emit")
+        for rid in ("x", "y"):
+            flow.add_routine(sr.Collect(), rid)
+            flow.connect("emit", "out", rid, "in")
+        store = store_factory()
+        with Runtime(thread_pool_size=2, store=store) as rt:
+            js = rt.exec(flow, entry_params={"n": 3})
+            assert rt.wait_job(js.job_id, 10)
+        consumed = {a.routine_id: a.consumed for a in store.activations(js.job_id)
+                    if a.routine_id in ("x", "y")}
+        assert len(consumed) == 2
+        self._no_rows_left_and_each_pid_consumed_once(store, js.job_id)
+        assert js.get_routine_state("x")["got"] == js.get_routine_state("y")["got"]
+
+    def test_dropped_payloads_leave_the_store(
+        self, store_factory: StoreFactory, make_routine: Any
+    ) -> None:
+        gate = _gate()
+        started = threading.Event()
+
+        def slow(routine: Any, slot_data: Any, msg: Any, js: Any) -> None:
+            started.set()
+            gate.wait(30)
+
+        flow = Flow(flow_id="drops")
+        flow.add_routine(sr.Emit(), "emit")
+        sink = make_routine(slow, slots=(), events=())
+        sink.add_slot("in", max_queue_length=2, overflow="drop_oldest")
+        flow.add_routine(sink, "sink")
+        flow.connect("emit", "out", "sink", "in")
+        store = store_factory()
+        with Runtime(thread_pool_size=2, store=store) as rt:
+            js = rt.exec(flow, entry_params={"n": 6})
+            assert started.wait(10)
+            store.flush()  # type: ignore[attr-defined]
+            gate.set()
+            assert rt.wait_job(js.job_id, 10)
+        assert sum(js.dropped.values()) == 3  # 1 running, 2 kept, 3 dropped
+        self._no_rows_left_and_each_pid_consumed_once(store, js.job_id)
+        sink_acts = [a for a in store.activations(js.job_id) if a.routine_id == "sink"]
+        assert len(sink_acts) == 3
+
+    def test_input_given_back_by_a_pause_keeps_its_numbers(
+        self, store_factory: StoreFactory
+    ) -> None:
+        """A task claimed before a pause and started after it gives its input back; after
+        resume_job the same payload rows are consumed, under the same key."""
+        flow = Flow(flow_id="two_roots")
+        flow.add_routine(sr.Gate(), "g1")
+        flow.add_routine(sr.Collect(), "sink")
+        sr.GATES["g1"] = gate = _gate()
+        store = store_factory()
+        with Runtime(thread_pool_size=1, store=store) as rt:
+            js = rt.exec(flow, entry_params={"v": 5})
+            assert sr.STARTED.wait(10)  # g1 holds the only worker; sink's task is queued
+            pauser = threading.Thread(target=rt.pause_job, args=(js.job_id, 10))
+            pauser.start()
+            waited = threading.Event()
+            for _ in range(500):
+                if js.status is JobStatus.PAUSED:
+                    break
+                waited.wait(0.01)
+            assert js.status is JobStatus.PAUSED
+            gate.set()
+            pauser.join(10)
+            assert rt.get_job_metrics(js.job_id)["routines"]["sink"]["activations"] == 0
+            assert rt.resume_job(js.job_id)
+            assert rt.wait_job(js.job_id, 10)
+        assert js.get_routine_state("sink")["got"] == [5]
+        [entry_pid] = [a.consumed for a in store.activations(js.job_id)
+                       if a.routine_id == "sink"]
+        assert js.get_routine_state("sink")["keys"] == [
+            f"{js.job_id}:sink:in-{entry_pid[0]}"]
+        self._no_rows_left_and_each_pid_consumed_once(store, js.job_id)
+
+    def test_a_job_without_a_store_has_no_durable_link(self, make_routine: Any) -> None:
+        flow = Flow(flow_id="plain_job")
+        flow.add_routine(make_routine(events=()), "a")
+        with Runtime(thread_pool_size=1) as rt:
+            js = rt.exec(flow, entry_params={})
+            assert js._live.durable is None
+            assert rt.wait_job(js.job_id, 10)
