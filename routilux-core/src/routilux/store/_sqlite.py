@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from queue import Empty, SimpleQueue
 from typing import Any
 
 import structlog
@@ -21,14 +19,13 @@ from ..errors import (
     UnknownJobError,
 )
 from ._base import (
-    Commit,
     HeldRow,
     JobSnapshot,
     JobSummary,
     PayloadRow,
     StoredActivation,
 )
-from ._crash import CrashPlan
+from ._writer import TERMINAL, GroupCommitStore, Rows
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SqliteJobStore"]
 
@@ -69,40 +66,9 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = len(_MIGRATIONS)
 """The schema version this Routilux writes (``PRAGMA user_version``)."""
 
-_TERMINAL = ("completed", "failed", "cancelled")
-_BATCH = 1024
-"""Most operations one transaction takes from the queue."""
 
 
-class _Handle:
-    """Completion of one queued operation: a lock held until the writer releases it, and an
-    optional callback run (in commit order, on the store's completion thread) once durable."""
-
-    __slots__ = ("_done", "error", "then")
-
-    def __init__(self, then: Callable[[BaseException | None], None] | None = None) -> None:
-        self._done = threading.Lock()
-        self._done.acquire()
-        self.error: BaseException | None = None
-        self.then = then
-
-    # (a handle with a callback is waited on rarely; the lock costs ~0.1 µs either way)
-
-    def release(self, error: BaseException | None = None) -> None:
-        self.error = error
-        self._done.release()
-
-    def wait(self) -> None:
-        self._done.acquire()
-        self._done.release()
-        if self.error is not None:
-            raise self.error
-
-
-_Op = tuple[Callable[[sqlite3.Connection, Any], None], Any, _Handle]
-
-
-class SqliteJobStore:
+class SqliteJobStore(GroupCommitStore):
     """A durable job store in one SQLite file (the embedded default).
 
     The file is opened in WAL mode with a busy timeout; one writer thread owns the writing
@@ -145,28 +111,14 @@ class SqliteJobStore:
         self.path = Path(path)
         self.location = str(self.path)
         self.synchronous = sync
-        self.pipelined = bool(pipelined)
         self._busy_ms = int(busy_timeout * 1000)
-        self.crash = CrashPlan.from_env()
-        """The test-only crash plan (``ROUTILUX_CRASH_AT``), or None (always, in production)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._connect()
         try:
             self._prepare(conn, check)
         finally:
             conn.close()
-        self._queue: SimpleQueue[_Op | None] = SimpleQueue()
-        self._closed = False
-        self._close_lock = threading.Lock()
-        self._writer = threading.Thread(
-            target=self._run, name=f"routilux-store-{self.path.name}", daemon=True
-        )
-        self._done: SimpleQueue[list[_Handle] | None] = SimpleQueue()
-        self._completer = threading.Thread(
-            target=self._complete, name=f"routilux-store-done-{self.path.name}", daemon=True
-        )
-        self._writer.start()
-        self._completer.start()
+        self._start(self.path.name, pipelined)
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -246,149 +198,62 @@ class SqliteJobStore:
         except sqlite3.DatabaseError as exc:
             raise self._corrupt(exc) from None
 
-    # -- the writer --------------------------------------------------------------------------
+    # -- the writer's SQL --------------------------------------------------------------------
 
-    def _enqueue(
-        self, fn: Callable[[sqlite3.Connection, Any], None], arg: Any,
-        then: Callable[[BaseException | None], None] | None = None,
-    ) -> _Handle:
-        if self._closed:
-            raise StoreError(f"job store {self.path} is closed", path=str(self.path))
-        handle = _Handle(then)
-        self._queue.put((fn, arg, handle))
-        return handle
+    def _writer_connect(self) -> sqlite3.Connection:
+        return self._connect()
 
-    def _run(self) -> None:
-        conn = self._connect()
-        get = self._queue.get
-        get_nowait = self._queue.get_nowait
-        crash = self.crash
-        stop = False
-        try:
-            while not stop:
-                first = get()
-                if first is None:
-                    break
-                batch = [first]
-                while len(batch) < _BATCH:
-                    try:
-                        op = get_nowait()
-                    except Empty:
-                        break
-                    if op is None:
-                        stop = True
-                        break
-                    batch.append(op)
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    self._apply(conn, batch)
-                    if crash is not None:
-                        crash.reach("in_commit")
-                    conn.execute("COMMIT")
-                except Exception:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    self._one_by_one(conn, batch)
-                    continue
-                done = []
-                for _, _, handle in batch:
-                    handle.release()
-                    if handle.then is not None:
-                        done.append(handle)
-                if done:
-                    self._done.put(done)
-        finally:
-            conn.close()
-            self._done.put(None)
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
 
-    def _complete(self) -> None:
-        """Run the callbacks of durable commits, in commit order (the routing of emits)."""
-        get = self._done.get
-        while True:
-            handles = get()
-            if handles is None:
-                return
-            for handle in handles:
-                assert handle.then is not None
-                try:
-                    handle.then(handle.error)
-                except Exception:
-                    _log.exception("store.callback_failed", path=str(self.path))
+    def _commit(self, conn: sqlite3.Connection) -> None:
+        conn.execute("COMMIT")
 
-    @staticmethod
-    def _apply(conn: sqlite3.Connection, batch: list[_Op]) -> None:
-        """Apply a round's operations in order, merging consecutive commits' rows."""
-        rows: _Rows | None = None
-        now = time.time()
-        for fn, arg, _ in batch:
-            if fn is _write_commit:
-                if rows is None:
-                    rows = _Rows()
-                rows.add(arg, now)
-                continue
-            if rows is not None:
-                rows.write(conn)
-                rows = None
-            fn(conn, arg)
-        if rows is not None:
-            rows.write(conn)
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
 
-    def _one_by_one(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
-        """After a failed round, apply each operation alone so only the bad one fails."""
-        for fn, arg, handle in batch:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                fn(conn, arg)
-                conn.execute("COMMIT")
-            except Exception as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                _log.exception("store.commit_failed", path=str(self.path))
-                err = StoreError(
-                    f"job store {self.path}: commit failed: {type(exc).__name__}: {exc}",
-                    path=str(self.path),
-                )
-                err.__cause__ = exc
-                handle.release(err)
-            else:
-                handle.release()
-            if handle.then is not None:
-                self._done.put([handle])
+    def _close_writer(self, conn: sqlite3.Connection) -> None:
+        conn.close()
 
-    # -- writing -----------------------------------------------------------------------------
+    def _write_snapshot(self, conn: sqlite3.Connection, s: JobSnapshot) -> None:
+        _write_snapshot(conn, s)
 
-    def open_job(self, snapshot: JobSnapshot) -> None:
-        self._enqueue(_write_snapshot, snapshot).wait()
+    def _write_rows(self, conn: sqlite3.Connection, rows: Rows) -> None:
+        ex = conn.executemany
+        if rows.del_pay:
+            ex("DELETE FROM payloads WHERE job_id = ? AND pid = ?", rows.del_pay)
+        if rows.hold:
+            ex("UPDATE payloads SET held_by = ? WHERE job_id = ? AND pid = ?", rows.hold)
+        if rows.del_held:
+            ex("DELETE FROM held WHERE job_id = ? AND seq = ?", rows.del_held)
+        if rows.held:
+            ex("INSERT OR REPLACE INTO held VALUES (?,?,?,?,?,?)", rows.held)
+        if rows.act:
+            ex("INSERT OR REPLACE INTO activations VALUES (?,?,?,?,?,?,?,?)", rows.act)
+        if rows.pay:
+            ex("INSERT INTO payloads VALUES (?,?,?,?,?,?)", rows.pay)
+        if rows.st:
+            ex("INSERT OR REPLACE INTO routine_states VALUES (?,?,?)", rows.st)
+        if rows.pol:
+            ex("INSERT OR REPLACE INTO policy_states VALUES (?,?,?)", rows.pol)
+        if rows.jobs:
+            ex(
+                "UPDATE jobs SET next_pid = max(next_pid, ?), seq = max(seq, ?) "
+                "WHERE job_id = ?",
+                [(pid, seq, job) for job, (pid, seq) in rows.jobs.items()],
+            )
 
-    def submit(
-        self, commit: Commit, then: Callable[[BaseException | None], None] | None = None
-    ) -> _Handle:
-        return self._enqueue(_write_commit, commit, then)
-
-    def set_status(self, job_id: str, status: str, error: str | None = None) -> _Handle:
-        return self._enqueue(_write_status, (job_id, status, error))
-
-    def flush(self) -> None:
-        """Return once everything queued so far is durable."""
-        self._enqueue(lambda conn, arg: None, None).wait()
-
-    def close(self) -> None:
-        with self._close_lock:
-            if self._closed:
-                return
-            self._closed = True
-        self._queue.put(None)
-        me = threading.current_thread()
-        if self._writer is not me:
-            self._writer.join()
-        if self._completer is not me:
-            self._completer.join()
-
-    def __enter__(self) -> SqliteJobStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _write_status(
+        self, conn: sqlite3.Connection, job_id: str, status: str, error: str | None
+    ) -> None:
+        conn.execute(
+            "UPDATE jobs SET status = ?, error = ?, updated = ? WHERE job_id = ?",
+            (status, error, time.time(), job_id),
+        )
+        if status in TERMINAL:
+            conn.execute("DELETE FROM payloads WHERE job_id = ?", (job_id,))
+            conn.execute("DELETE FROM held WHERE job_id = ?", (job_id,))
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -544,93 +409,3 @@ def _write_snapshot(conn: sqlite3.Connection, s: JobSnapshot) -> None:
         "INSERT OR REPLACE INTO policy_states VALUES (?,?,?)",
         [(job, r, st) for r, st in s.policy_states],
     )
-
-
-class _Rows:
-    """The rows of many commits, written with one ``executemany`` per statement.
-
-    Within one round no commit depends on another's rows: an activation only consumes
-    payloads whose commit was durable before it was routed, so deletes and inserts of a round
-    never touch the same row, and merging them keeps every commit's effect.
-    """
-
-    __slots__ = ("act", "del_held", "del_pay", "held", "hold", "jobs", "pay", "pol", "st")
-
-    def __init__(self) -> None:
-        self.del_pay: list[tuple[str, int]] = []
-        self.hold: list[tuple[int, str, int]] = []
-        self.del_held: list[tuple[str, int]] = []
-        self.held: list[tuple[Any, ...]] = []
-        self.act: list[tuple[Any, ...]] = []
-        self.pay: list[tuple[Any, ...]] = []
-        self.st: list[tuple[str, str, str]] = []
-        self.pol: list[tuple[str, str, str]] = []
-        self.jobs: dict[str, tuple[int, int]] = {}
-
-    def add(self, c: Commit, now: float) -> None:
-        job = c.job_id
-        if c.consumed:
-            if c.held is not None:
-                self.hold.extend((c.held.seq, job, pid) for pid in c.consumed)
-            else:
-                self.del_pay.extend((job, pid) for pid in c.consumed)
-        if c.routine_id is not None:
-            if c.attempt or c.was_held:
-                self.del_held.append((job, c.seq))
-            h = c.held
-            if h is not None:
-                self.held.append((job, h.seq, h.routine_id, h.attempt, h.message, h.due))
-            self.act.append((job, c.seq, c.attempt, c.routine_id, c.outcome, c.key,
-                             ",".join(map(str, c.consumed)), now))
-        if c.emitted:
-            self.pay.extend(
-                (job, p.pid, p.routine_id, p.slot, p.body, p.held_by) for p in c.emitted
-            )
-        if c.states:
-            self.st.extend((job, r, text) for r, text in c.states)
-        if c.policy_states:
-            self.pol.extend((job, r, text) for r, text in c.policy_states)
-        if c.next_pid:
-            self.jobs[job] = (c.next_pid, c.job_seq)
-
-    def write(self, conn: sqlite3.Connection) -> None:
-        ex = conn.executemany
-        if self.del_pay:
-            ex("DELETE FROM payloads WHERE job_id = ? AND pid = ?", self.del_pay)
-        if self.hold:
-            ex("UPDATE payloads SET held_by = ? WHERE job_id = ? AND pid = ?", self.hold)
-        if self.del_held:
-            ex("DELETE FROM held WHERE job_id = ? AND seq = ?", self.del_held)
-        if self.held:
-            ex("INSERT OR REPLACE INTO held VALUES (?,?,?,?,?,?)", self.held)
-        if self.act:
-            ex("INSERT OR REPLACE INTO activations VALUES (?,?,?,?,?,?,?,?)", self.act)
-        if self.pay:
-            ex("INSERT INTO payloads VALUES (?,?,?,?,?,?)", self.pay)
-        if self.st:
-            ex("INSERT OR REPLACE INTO routine_states VALUES (?,?,?)", self.st)
-        if self.pol:
-            ex("INSERT OR REPLACE INTO policy_states VALUES (?,?,?)", self.pol)
-        if self.jobs:
-            ex(
-                "UPDATE jobs SET next_pid = max(next_pid, ?), seq = max(seq, ?) "
-                "WHERE job_id = ?",
-                [(pid, seq, job) for job, (pid, seq) in self.jobs.items()],
-            )
-
-
-def _write_commit(conn: sqlite3.Connection, c: Commit) -> None:
-    rows = _Rows()
-    rows.add(c, time.time())
-    rows.write(conn)
-
-
-def _write_status(conn: sqlite3.Connection, arg: tuple[str, str, str | None]) -> None:
-    job, status, error = arg
-    conn.execute(
-        "UPDATE jobs SET status = ?, error = ?, updated = ? WHERE job_id = ?",
-        (status, error, time.time(), job),
-    )
-    if status in _TERMINAL:
-        conn.execute("DELETE FROM payloads WHERE job_id = ?", (job,))
-        conn.execute("DELETE FROM held WHERE job_id = ?", (job,))
