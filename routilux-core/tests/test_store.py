@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
@@ -98,15 +99,27 @@ def _clean_routines() -> Iterator[None]:
     _ALL_GATES.clear()
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     """Opens a store on one database (each call: a new store object on the same data)."""
     made: list[JobStore] = []
+    if request.param == "sqlite":
 
-    def make() -> JobStore:
-        store = SqliteJobStore(tmp_path / "jobs.db", synchronous="NORMAL")
-        made.append(store)
-        return store
+        def make() -> JobStore:
+            store = SqliteJobStore(tmp_path / "jobs.db", synchronous="NORMAL")
+            made.append(store)
+            return store
+
+    else:
+        from routilux.store import PostgresJobStore
+
+        dsn = request.getfixturevalue("postgres_dsn")
+        schema = "t_" + uuid.uuid4().hex[:16]
+
+        def make() -> JobStore:
+            store = PostgresJobStore(dsn, schema=schema, synchronous="NORMAL")
+            made.append(store)
+            return store
 
     yield make
     for store in made:
@@ -525,10 +538,17 @@ class TestBadStoredJobs:
         return js.job_id, rt1, store1
 
     def _edit(self, store: JobStore, sql: str, *args: Any) -> None:
-        assert isinstance(store, SqliteJobStore)
-        with closing(sqlite3.connect(store.path)) as conn:
-            conn.execute(sql, args)
-            conn.commit()
+        """Change the stored data behind the store's back (``{t}`` = table prefix)."""
+        if isinstance(store, SqliteJobStore):
+            with closing(sqlite3.connect(store.path)) as conn:
+                conn.execute(sql.replace("{t}", ""), args)
+                conn.commit()
+            return
+        import psycopg
+
+        with psycopg.connect(store.dsn, autocommit=True) as pconn:  # type: ignore[attr-defined]
+            pconn.execute(sql.replace("{t}", store.schema + ".")  # type: ignore[attr-defined]
+                          .replace("?", "%s"), args)
 
     def test_a_flow_type_no_longer_registered_refuses_the_whole_job(
         self, store_factory: StoreFactory
@@ -538,7 +558,8 @@ class TestBadStoredJobs:
         for r in doc["routines"].values():
             if r["type"] == "storetest.Collect":
                 r["type"] = "gone.Collect"
-        self._edit(store1, "UPDATE jobs SET flow_doc = ? WHERE job_id = ?", json.dumps(doc), job)
+        self._edit(store1, "UPDATE {t}jobs SET flow_doc = ? WHERE job_id = ?", json.dumps(doc),
+                   job)
         store2 = store_factory()
         before = store2.load_job(job)
         with Runtime(thread_pool_size=1, store=store2) as rt2:
@@ -556,7 +577,7 @@ class TestBadStoredJobs:
         self, store_factory: StoreFactory
     ) -> None:
         job, rt1, store1 = self._interrupted(store_factory)
-        self._edit(store1, "UPDATE payloads SET body = ? WHERE job_id = ?",
+        self._edit(store1, "UPDATE {t}payloads SET body = ? WHERE job_id = ?",
                    '{"v": {"__routilux_type__": "martian", "value": 1}}', job)
         with Runtime(thread_pool_size=1, store=store_factory()) as rt2, pytest.raises(
             StoreResumeError, match="martian"
@@ -659,40 +680,43 @@ class TestIdempotencyKeys:
 
 
 class TestJobsCommand:
-    def _interrupted(self, store_factory: StoreFactory) -> tuple[str, str, Runtime]:
+    def _interrupted(self, store_factory: StoreFactory) -> tuple[str, list[str], Runtime]:
         sr.GATES["g2"] = _gate()
         store1 = store_factory()
-        assert isinstance(store1, SqliteJobStore)
         rt1 = Runtime(thread_pool_size=2, store=store1)
         js = rt1.exec(chain(), entry_params={"n": 2})
         assert sr.STARTED.wait(10)
-        store1.flush()
+        store1.flush()  # type: ignore[attr-defined]
         abandon(rt1, store1)
         del sr.GATES["g2"]
-        return js.job_id, str(store1.path), rt1
+        if isinstance(store1, SqliteJobStore):
+            where = ["--store", str(store1.path)]
+        else:
+            where = ["--store", store1.dsn, "--schema", store1.schema]  # type: ignore[attr-defined]
+        return js.job_id, where, rt1
 
     def test_list_show_and_resume(self, store_factory: StoreFactory) -> None:
         from click.testing import CliRunner
         from routilux.cli._app import cli
 
-        job, path, rt1 = self._interrupted(store_factory)
+        job, where, rt1 = self._interrupted(store_factory)
         runner = CliRunner()
-        listed = runner.invoke(cli, ["jobs", "list", "--store", path, "--json"])
+        listed = runner.invoke(cli, ["jobs", "list", *where, "--json"])
         assert listed.exit_code == 0, listed.output
         assert [(j["job_id"], j["status"]) for j in json.loads(listed.output)] == [
             (job, "running")]
-        shown = runner.invoke(cli, ["jobs", "show", job, "--store", path, "--json"])
+        shown = runner.invoke(cli, ["jobs", "show", job, *where, "--json"])
         assert shown.exit_code == 0, shown.output
         data = json.loads(shown.output)
         assert data["queued"] == {"g2.in": 2}  # one in flight, one waiting
         resumed = runner.invoke(
-            cli, ["jobs", "resume", job, "--store", path, "--import", "store_routines",
+            cli, ["jobs", "resume", job, *where, "--import", "store_routines",
                   "--timeout", "30"])
         assert resumed.exit_code == 0, resumed.output
         assert f"job {job}: completed" in resumed.output
         assert [rid for rid, _, _ in sr.CALLS].count("emit") == 1
-        with SqliteJobStore(path) as store:
-            snap = store.load_job(job)
+        store = store_factory()
+        snap = store.load_job(job)
         assert snap.status == "completed"
         assert sorted(json.loads(dict(snap.states)["sink"])["got"]) == [2, 3]
         rt1.shutdown(wait=False)

@@ -322,7 +322,13 @@ def _install_sinks(types: TypeRegistry) -> None:
 
         return SqliteJobStore(**options)
 
+    def postgres(**options: Any) -> Any:
+        from .store._postgres import PostgresJobStore
+
+        return PostgresJobStore(**options)
+
     types.stores.register("sqlite", sqlite)
+    types.stores.register("postgres", postgres)
 
 
 type_registry = TypeRegistry(routine_types)

@@ -11,15 +11,29 @@ import click
 
 from ._targets import CliUsageError, _import_file, _import_module
 
-STORE_HELP = "The SQLite job-store file (as given to SqliteJobStore / Runtime(store=...))."
+STORE_HELP = (
+    "The job store: an SQLite file (as given to SqliteJobStore), or a PostgreSQL connection "
+    "string (postgresql://... or 'host=... dbname=...') for PostgresJobStore."
+)
+SCHEMA_HELP = "The PostgreSQL schema of the store (default: routilux)."
 
 
-def _open(path: str) -> Any:
+def _is_dsn(where: str) -> bool:
+    return where.startswith(("postgresql://", "postgres://")) or (
+        "=" in where and not Path(where).exists()
+    )
+
+
+def _open(where: str, schema: str) -> Any:
+    if _is_dsn(where):
+        from ..store._postgres import PostgresJobStore
+
+        return PostgresJobStore(where, schema=schema)
     from ..store import SqliteJobStore
 
-    if not Path(path).is_file():
-        raise CliUsageError(f"no job store at {path} (no such file)")
-    return SqliteJobStore(path)
+    if not Path(where).is_file():
+        raise CliUsageError(f"no job store at {where} (no such file)")
+    return SqliteJobStore(where)
 
 
 def _when(ts: float) -> str:
@@ -39,12 +53,13 @@ def jobs() -> None:
 
 
 @jobs.command("list")
-@click.option("--store", "store_path", required=True, metavar="PATH", help=STORE_HELP)
+@click.option("--store", "store_path", required=True, metavar="PATH|DSN", help=STORE_HELP)
+@click.option("--schema", default="routilux", show_default=True, help=SCHEMA_HELP)
 @click.option("--status", metavar="STATUS", help="Only jobs in this status (e.g. running).")
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
-def list_jobs(store_path: str, status: str | None, as_json: bool) -> None:
+def list_jobs(store_path: str, schema: str, status: str | None, as_json: bool) -> None:
     """List the jobs of a store, oldest first."""
-    store = _open(store_path)
+    store = _open(store_path, schema)
     try:
         rows = store.list_jobs(status)
     finally:
@@ -67,11 +82,12 @@ def list_jobs(store_path: str, status: str | None, as_json: bool) -> None:
 
 @jobs.command("show")
 @click.argument("job_id")
-@click.option("--store", "store_path", required=True, metavar="PATH", help=STORE_HELP)
+@click.option("--store", "store_path", required=True, metavar="PATH|DSN", help=STORE_HELP)
+@click.option("--schema", default="routilux", show_default=True, help=SCHEMA_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
-def show(job_id: str, store_path: str, as_json: bool) -> None:
+def show(job_id: str, store_path: str, schema: str, as_json: bool) -> None:
     """Show a stored job: status, queued payloads, pending retries, routine states."""
-    store = _open(store_path)
+    store = _open(store_path, schema)
     try:
         snap = store.load_job(job_id)
         acts = store.activations(job_id)
@@ -110,7 +126,8 @@ defined in your own code must be registered first: give their module with --impo
 (a module name or path/to/file.py, repeatable). Nothing else is imported.""",
 )
 @click.argument("job_id")
-@click.option("--store", "store_path", required=True, metavar="PATH", help=STORE_HELP)
+@click.option("--store", "store_path", required=True, metavar="PATH|DSN", help=STORE_HELP)
+@click.option("--schema", default="routilux", show_default=True, help=SCHEMA_HELP)
 @click.option(
     "--import", "imports", multiple=True, metavar="MODULE",
     help="Import MODULE (or path/to/file.py) first, so its routine types are registered.",
@@ -121,7 +138,7 @@ defined in your own code must be registered first: give their module with --impo
               help="Give up waiting after SECONDS (the job stays resumable).")
 @click.pass_context
 def resume(
-    ctx: click.Context, job_id: str, store_path: str, imports: tuple[str, ...],
+    ctx: click.Context, job_id: str, store_path: str, schema: str, imports: tuple[str, ...],
     workers: int | None, timeout: float | None,
 ) -> None:
     """Resume a stored job in this process and wait until it finishes.
@@ -139,7 +156,7 @@ def resume(
             _import_file(Path(name))
         else:
             _import_module(name)
-    store = _open(store_path)
+    store = _open(store_path, schema)
     rt = Runtime(thread_pool_size=workers, store=store)
     try:
         state = rt.resume(job_id)

@@ -19,6 +19,16 @@ from ._base import (
 )
 from ._sqlite import SCHEMA_VERSION, SqliteJobStore
 
+
+def __getattr__(name: str) -> object:
+    # PostgresJobStore needs the optional psycopg; import it only when asked for.
+    if name in ("PostgresJobStore", "PG_SCHEMA_VERSION"):
+        from . import _postgres
+
+        return getattr(_postgres, name)
+    raise AttributeError(f"module 'routilux.store' has no attribute {name!r}")
+
+
 __all__ = [
     "SCHEMA_VERSION",
     "Commit",
@@ -28,6 +38,7 @@ __all__ = [
     "JobStore",
     "JobSummary",
     "PayloadRow",
+    "PostgresJobStore",
     "SqliteJobStore",
     "StoredActivation",
 ]
