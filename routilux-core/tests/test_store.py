@@ -852,3 +852,65 @@ class TestPayloadBookkeeping:
             js = rt.exec(flow, entry_params={})
             assert js._live.durable is None
             assert rt.wait_job(js.job_id, 10)
+
+
+class TestPostgresSchema:
+    """What the PostgreSQL store refuses (the SQLite file's equivalents: TestSqliteFile)."""
+
+    def _conn(self, dsn: str) -> Any:
+        import psycopg
+
+        return psycopg.connect(dsn, autocommit=True)
+
+    def test_a_new_schema_is_created_and_versioned(self, postgres_dsn: str) -> None:
+        from routilux.store import PG_SCHEMA_VERSION, PostgresJobStore
+
+        schema = "v_" + uuid.uuid4().hex[:12]
+        PostgresJobStore(postgres_dsn, schema=schema).close()
+        with self._conn(postgres_dsn) as conn:
+            meta = dict(conn.execute(f"SELECT key, value FROM {schema}.meta"))
+        assert meta == {"application": "routilux-job-store",
+                        "schema_version": str(PG_SCHEMA_VERSION)}
+
+    def test_another_programs_schema_is_refused(self, postgres_dsn: str) -> None:
+        from routilux.store import PostgresJobStore
+
+        schema = "f_" + uuid.uuid4().hex[:12]
+        with self._conn(postgres_dsn) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+            conn.execute(f"CREATE TABLE {schema}.customers (id INTEGER)")
+        with pytest.raises(StoreCorruptError, match="another program"):
+            PostgresJobStore(postgres_dsn, schema=schema)
+
+    def test_a_newer_schema_version_is_refused(self, postgres_dsn: str) -> None:
+        from routilux.store import PG_SCHEMA_VERSION, PostgresJobStore
+
+        schema = "n_" + uuid.uuid4().hex[:12]
+        PostgresJobStore(postgres_dsn, schema=schema).close()
+        with self._conn(postgres_dsn) as conn:
+            conn.execute(f"UPDATE {schema}.meta SET value = %s WHERE key = 'schema_version'",
+                         (str(PG_SCHEMA_VERSION + 1),))
+        with pytest.raises(StoreVersionError, match="newer Routilux") as info:
+            PostgresJobStore(postgres_dsn, schema=schema)
+        assert info.value.found == PG_SCHEMA_VERSION + 1
+
+    def test_an_unreachable_server_and_bad_options_are_typed_errors(
+        self, postgres_dsn: str, tmp_path: Path
+    ) -> None:
+        from routilux.store import PostgresJobStore
+
+        with pytest.raises(StoreError, match="cannot connect"):
+            PostgresJobStore(f"host={tmp_path} user=postgres dbname=postgres",
+                             connect_timeout=2)
+        with pytest.raises(ConfigurationError, match="schema"):
+            PostgresJobStore(postgres_dsn, schema="Robert'); DROP TABLE x;--")
+        with pytest.raises(ConfigurationError, match="synchronous"):
+            PostgresJobStore(postgres_dsn, synchronous="OFF")
+
+    def test_registered_as_postgres(self, postgres_dsn: str) -> None:
+        from routilux.store import PostgresJobStore
+
+        rt = Runtime(thread_pool_size=1, store=("postgres", {
+            "dsn": postgres_dsn, "schema": "r_" + uuid.uuid4().hex[:12]}))
+        assert isinstance(rt.store, PostgresJobStore)
+        rt.shutdown()

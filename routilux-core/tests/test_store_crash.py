@@ -29,6 +29,7 @@ import signal
 import sqlite3
 import sys
 import time
+import uuid
 from collections import Counter
 from contextlib import closing
 from pathlib import Path
@@ -89,13 +90,20 @@ class Crashes:
     """Runs jobs through crashes and checks the store and the ledger after each one."""
 
     def __init__(
-        self, ctx: Any, tmp: Path, kind: str, sync: str = "FULL", pipelined: bool = True
+        self, ctx: Any, tmp: Path, kind: str, sync: str = "FULL", pipelined: bool = True,
+        pg_dsn: str | None = None,
     ) -> None:
         self.ctx = ctx
         self.pipelined = pipelined
         self.kind = kind
         self.sync = sync
-        self.db = str(tmp / f"{kind}.db")
+        self.pg: tuple[str, str] | None = None
+        if pg_dsn is None:
+            self.db = str(tmp / f"{kind}.db")
+        else:
+            schema = "crash_" + uuid.uuid4().hex[:12]
+            self.pg = (schema, pg_dsn)
+            self.db = f"pg:{schema}:{pg_dsn}"
         self.ledger = str(tmp / f"{kind}.ledger")
         self.kills = 0
         self.point_crashes = 0
@@ -142,7 +150,19 @@ class Crashes:
         with open(self.ledger, encoding="utf-8") as fh:
             return [json.loads(line) for line in fh if line.strip()]
 
+    def _pg_rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        assert self.pg is not None
+        schema, dsn = self.pg
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            return conn.execute(sql.replace("{s}", schema), args).fetchall()
+
     def committed(self, job: str) -> list[str]:
+        if self.pg is not None:  # (PostgreSQL checks its own pages; no integrity pragma)
+            return [k for (k,) in self._pg_rows(
+                "SELECT key FROM {s}.activations WHERE job_id = %s AND outcome = 'completed'",
+                job)]
         with closing(sqlite3.connect(self.db)) as conn:
             check = [r[0] for r in conn.execute("PRAGMA integrity_check")]
             assert check == ["ok"], check
@@ -151,6 +171,13 @@ class Crashes:
                 (job,))]
 
     def result(self, job: str) -> list[int]:
+        if self.pg is not None:
+            [(text,)] = self._pg_rows(
+                "SELECT state FROM {s}.routine_states WHERE job_id = %s "
+                "AND routine_id = 'sink'", job)
+            [(status,)] = self._pg_rows("SELECT status FROM {s}.jobs WHERE job_id = %s", job)
+            assert status == "completed"
+            return sorted(json.loads(text)["got"])
         with closing(sqlite3.connect(self.db)) as conn:
             (text,) = conn.execute(
                 "SELECT state FROM routine_states WHERE job_id = ? AND routine_id = 'sink'",
@@ -257,12 +284,14 @@ class Crashes:
 
     def summary(self, what: str) -> str:
         return (
-            f"\n[store crash battery] {what} ({self.kind}, synchronous={self.sync}, "
+            f"\n[store crash battery] {what} ({self.kind}, "
+            f"{'postgres' if self.pg else 'sqlite'}, synchronous={self.sync}, "
             f"{'pipelined' if self.pipelined else 'waiting'} commits): "
             f"jobs={self.jobs} random_kills={self.kills} crash_point_kills={self.point_crashes} "
             f"completed_lost={self.lost} completed_rerun={self.completed_reruns} "
             f"inflight_reruns={self.inflight_reruns} "
-            f"max_inflight_reruns_per_crash={self.max_reruns_per_crash} integrity=ok "
+            f"max_inflight_reruns_per_crash={self.max_reruns_per_crash} "
+            f"integrity={'n/a' if self.pg else 'ok'} "
             f"result=equal"
         )
 
@@ -313,3 +342,28 @@ def test_crash_points_with_pipelined_commits(forkserver: Any, tmp_path: Path, ki
         crashes.run_job([("point", f"{point}:{POINT_HITS[-1]}")])
     print(crashes.summary("every crash point"))
     assert crashes.point_crashes == len(POINTS)
+
+
+PG_KILLS = 200 if SLOW else 12
+
+
+class TestPostgresStore:
+    """The same battery, smaller, against the PostgreSQL store (a private server)."""
+
+    def test_random_sigkills(self, forkserver: Any, tmp_path: Path, postgres_dsn: str) -> None:
+        rng = random.Random(f"pg-{PG_KILLS}")
+        crashes = Crashes(forkserver, tmp_path, "fan", pg_dsn=postgres_dsn)
+        while crashes.kills < PG_KILLS:
+            crashes.run_job([("kill", rng.uniform(0.0, 0.08))
+                             for _ in range(rng.randint(1, 4))])
+        print(crashes.summary("random SIGKILLs"))
+
+    def test_each_labelled_crash_point(
+        self, forkserver: Any, tmp_path: Path, postgres_dsn: str
+    ) -> None:
+        crashes = Crashes(forkserver, tmp_path, "chain", pipelined=False, pg_dsn=postgres_dsn)
+        for point in POINTS:
+            crashes.run_job([("point", f"{point}:{POINT_HITS[-1]}")])
+        print(crashes.summary("every crash point"))
+        assert crashes.point_crashes == len(POINTS)
+        assert crashes.max_reruns_per_crash <= 1

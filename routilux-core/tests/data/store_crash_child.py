@@ -175,7 +175,14 @@ def child_main(mode: str, db: str, ledger: str, kind: str, sync: str = "FULL",
     else:
         os.environ.pop("ROUTILUX_CRASH_AT", None)
     LEDGER = Ledger(ledger)
-    store = SqliteJobStore(db, synchronous=sync, pipelined=pipelined)
+    store: Any
+    if db.startswith("pg:"):  # pg:SCHEMA:DSN
+        from routilux.store import PostgresJobStore
+
+        _, schema, dsn = db.split(":", 2)
+        store = PostgresJobStore(dsn, schema=schema, synchronous=sync, pipelined=pipelined)
+    else:
+        store = SqliteJobStore(db, synchronous=sync, pipelined=pipelined)
     rt = Runtime(thread_pool_size=1, store=store)
     if mode == "start":
         state = rt.exec(FLOWS[kind](), entry_params={"items": ITEMS})
