@@ -37,12 +37,13 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.skipif(
-    sys.platform == "win32", reason="SIGKILL and forkserver are POSIX only"
-)
-
 DATA = Path(__file__).parent / "data"
 SLOW = os.environ.get("ROUTILUX_SLOW") == "1"
+
+pytestmark = [
+    pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and forkserver are POSIX only"),
+    pytest.mark.timeout(3600 if SLOW else 120),  # the slow battery runs ten times longer
+]
 RANDOM_KILLS = 500 if SLOW else 50  # per flow: 100 in the normal suite, 1000 when slow
 POINTS = ("before_logic", "after_logic", "in_commit", "after_commit")
 POINT_HITS = (2, 7, 15) if SLOW else (2, 9)
