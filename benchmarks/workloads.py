@@ -44,6 +44,7 @@ POOL = 4
 FULL: dict[str, dict[str, int]] = {
     "W1": {"payloads": 10_000, "hops": 10},
     "W1t": {"payloads": 10_000, "hops": 10, "pairs": 3},
+    "W1s": {"payloads": 2_000, "hops": 10},
     "W2": {"jobs": 2_000, "warmup": 100},
     "W3": {"jobs": 200, "pool": 50, "sleep_ms": 50},
     "W3a": {"jobs": 2_000, "limit": 1_000, "sleep_ms": 50},
@@ -54,6 +55,7 @@ FULL: dict[str, dict[str, int]] = {
 QUICK: dict[str, dict[str, int]] = {
     "W1": {"payloads": 1_000, "hops": 10},
     "W1t": {"payloads": 1_000, "hops": 10, "pairs": 3},
+    "W1s": {"payloads": 300, "hops": 10},
     "W2": {"jobs": 300, "warmup": 30},
     "W3": {"jobs": 200, "pool": 50, "sleep_ms": 50},
     "W3a": {"jobs": 400, "limit": 200, "sleep_ms": 50},
@@ -415,6 +417,44 @@ def _w1_once(rl: Any, flow: Any, n: int, hops: int, res: Result, sink: Any) -> f
     finally:
         rt.shutdown()
     return wall / (n * hops)
+
+
+def w1s_routilux(size: dict[str, int], res: Result) -> None:
+    """W1 with the SQLite job store at ``synchronous=NORMAL`` (issue 10): every activation
+    is committed (its consumed input, emitted payloads and state) before its emits are
+    routed. ``us_per_activation`` is wall time over committed activations."""
+    import tempfile
+
+    rl = _routilux()
+    from routilux.store import SqliteJobStore
+
+    n, hops = size["payloads"], size["hops"]
+    flow = chain_flow("w1s", hops, with_source=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqliteJobStore(os.path.join(tmp, "jobs.db"), synchronous="NORMAL")
+        rt = rl.Runtime(thread_pool_size=POOL, store=store)
+        try:
+            warm = rt.exec(flow, entry_params={"payloads": 10})
+            rt.wait_job(warm.job_id, 30)
+            u0 = usage()
+            t0 = pc()
+            job = rt.exec(flow, entry_params={"payloads": n})
+            finished = rt.wait_job(job.job_id, 600)
+            wall = pc() - t0
+            add_usage(res, u0, n * hops, "hop")
+            res.check(finished and job.status.value == "completed",
+                      f"W1s job did not complete: {job.status.value} {job.error}")
+            res.check(sorted(job.shared_data.get("got", [])) == list(range(n)),
+                      "W1s sink payloads are not exactly 0..n-1")
+            acts = len(store.activations(job.job_id))
+        finally:
+            rt.shutdown()
+            store.close()
+    res.check(acts == n * hops + 1, f"W1s: {acts} committed activations, expected {n * hops + 1}")
+    res.metrics["activations"] = acts
+    res.metrics["wall_s"] = wall
+    res.metrics["us_per_activation"] = wall / acts * 1e6
+    res.metrics["us_per_hop"] = wall / (n * hops) * 1e6
 
 
 def w1t_routilux(size: dict[str, int], res: Result) -> None:
@@ -1190,6 +1230,7 @@ def w6_stdlib(size: dict[str, int], res: Result) -> None:
 IMPLS: dict[str, dict[str, Callable[[dict[str, int], Result], None]]] = {
     "W1": {"routilux": w1_routilux, "stdlib": w1_stdlib, "direct": w1_direct},
     "W1t": {"routilux": w1t_routilux},
+    "W1s": {"routilux": w1s_routilux},
     "W2": {"routilux": w2_routilux, "stdlib": w2_stdlib, "direct": w2_direct},
     "W3": {"routilux": w3_routilux, "stdlib": w3_stdlib},
     "W3a": {"routilux": w3a_routilux, "stdlib": w3a_stdlib},

@@ -49,6 +49,12 @@ def cli_reference() -> str:
         ctx = click.Context(command, info_name=name, parent=root, terminal_width=100,
                             max_content_width=100)
         parts += [f"## `routilux {name}`", "", "```text", command.get_help(ctx), "```", ""]
+        for sub in sorted(getattr(command, "commands", {})):
+            subcommand = command.commands[sub]  # type: ignore[attr-defined]
+            sctx = click.Context(subcommand, info_name=sub, parent=ctx, terminal_width=100,
+                                 max_content_width=100)
+            parts += [f"### `routilux {name} {sub}`", "", "```text",
+                      subcommand.get_help(sctx), "```", ""]
     return "\n".join(parts)
 
 

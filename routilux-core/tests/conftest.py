@@ -109,3 +109,27 @@ def eventually() -> Callable[..., bool]:
     from routilux_testing import wait_for
 
     return wait_for
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """A private PostgreSQL server for the job-store tests (see tests/pg_server.py).
+
+    Skipped when the server binaries are not installed, unless ROUTILUX_REQUIRE_POSTGRES=1
+    (set by .ci/run, which installs them): then their absence fails the tests.
+    """
+    import importlib.util
+    import os
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("pg_server", Path(__file__).with_name(
+        "pg_server.py"))
+    assert spec is not None and spec.loader is not None
+    pg = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pg)
+    if not pg.available():
+        if os.environ.get("ROUTILUX_REQUIRE_POSTGRES") == "1":
+            pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    with pg.server() as dsn:
+        yield dsn

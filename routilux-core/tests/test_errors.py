@@ -24,6 +24,10 @@ from routilux.errors import (
     RoutineTimeoutError,
     RuntimeClosedError,
     SerializationError,
+    StoreCorruptError,
+    StoreError,
+    StoreResumeError,
+    StoreVersionError,
     UnknownEventError,
     UnknownFlowError,
     UnknownJobError,
@@ -55,6 +59,10 @@ BUILTIN_OF = {
     RoutineTimeoutError: TimeoutError,
     JobTimeoutError: TimeoutError,
     PauseTimeoutError: TimeoutError,
+    StoreError: RuntimeError,
+    StoreCorruptError: RuntimeError,
+    StoreVersionError: RuntimeError,
+    StoreResumeError: RuntimeError,
 }
 
 

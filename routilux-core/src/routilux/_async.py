@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from ._context import CURRENT, ActivationContext
+from .error_handling import ErrorStrategy
 from .errors import RoutineTimeoutError
 from .job_state import ExecutionRecord, JobStatus
 
@@ -445,6 +446,9 @@ class AsyncEngine:
             timeout = plan.timeouts[ri]
             if timeout is not None:
                 act.timer = job.timers.call_later(timeout, partial(self._timeout_due, run))
+        durable = job.durable
+        if durable is not None:
+            durable.before_logic(act)
         ctx = ActivationContext(job, ri, plan.routines[ri])
         ctx.activation = act
         CURRENT.set(ctx)  # this task's own context: emit works across awaits and in children
@@ -474,12 +478,24 @@ class AsyncEngine:
                 routine_id=plan.routine_ids[ri],
                 timeout=plan.timeouts[ri] or 0.0,
             )
-        nxt = self._finish(run, err, cancelled, t0, t1)
+        decision: ErrorStrategy | None = None
+        if durable is not None:
+            if cancelled:  # the job stopped: its buffered emits go nowhere
+                durable.outbox.pop(act, None)
+            else:  # commit, then route the buffered emits (as ``Job.run_task`` does)
+                decision, err = durable.finish(ri, act, err)
+        nxt = self._finish(run, err, cancelled, t0, t1, decision)
         if nxt is not None:
             self._admit(job, ri, nxt)
 
     def _finish(
-        self, run: _Run, err: BaseException | None, cancelled: bool, t0: float, t1: float
+        self,
+        run: _Run,
+        err: BaseException | None,
+        cancelled: bool,
+        t0: float,
+        t1: float,
+        decision: ErrorStrategy | None = None,
     ) -> Activation | None:
         """Account for an ended activation; the next one the routine's policy yields, if any
         (it stays counted as this task of the job)."""
@@ -512,7 +528,7 @@ class AsyncEngine:
             else:
                 if run.timed_out:
                     stats.timeouts += 1
-                job._failed_locked(ri, act, err, started, t1 - t0)
+                job._failed_locked(ri, act, err, started, t1 - t0, decision)
             nxt = None if job.stopped or job.paused else job._take_locked(ri)
             if nxt is None:
                 job._task_end_locked(ri)

@@ -34,8 +34,11 @@ CURRENT: ContextVar[ActivationContext | None] = ContextVar("routilux_activation"
 class ActivationInfo:
     """Facts about the running activation, for logic that needs them.
 
-    ``idempotency_key`` is stable across retries of one activation's input within a job
-    (it includes the attempt number separately), so side effects can be de-duplicated.
+    ``idempotency_key`` identifies the activation's *input* within its job: it stays the same
+    across retries of that input (the attempt is ``attempt``, and ``attempt_key`` includes
+    it) and, when the runtime has a job store, across a crash and ``resume`` (it is then built
+    from the input payloads' sequence numbers, ``input_seqs``). Use it to make side effects
+    idempotent (docs/persistence.md).
     """
 
     job_id: str
@@ -43,10 +46,19 @@ class ActivationInfo:
     routine_id: str
     attempt: int
     activation_seq: int
+    input_seqs: tuple[int, ...] = ()
+    durable_key: str | None = None
 
     @property
     def idempotency_key(self) -> str:
+        if self.durable_key is not None:
+            return self.durable_key
         return f"{self.job_id}:{self.routine_id}:{self.activation_seq}"
+
+    @property
+    def attempt_key(self) -> str:
+        """``idempotency_key`` plus the attempt: one value per run of the logic."""
+        return f"{self.idempotency_key}:{self.attempt}"
 
 
 def current_activation() -> ActivationInfo | None:
@@ -56,12 +68,21 @@ def current_activation() -> ActivationInfo | None:
         return None
     job = ctx.job
     act = ctx.activation
+    rid = job.plan.routine_ids[ctx.routine_index]
+    durable = job.durable
+    inputs: tuple[int, ...] = ()
+    key = None
+    if durable is not None:
+        from ._durable import activation_key
+
+        inputs = durable.inputs_of(act)
+        key = activation_key(job.job_id, rid, inputs, act)
     return ActivationInfo(
         job_id=job.job_id,
         flow_id=job.plan.flow_id,
-        routine_id=job.plan.routine_ids[ctx.routine_index],
+        routine_id=rid,
         attempt=act.attempt,
         activation_seq=act.seq,
+        input_seqs=inputs,
+        durable_key=key,
     )
-
-

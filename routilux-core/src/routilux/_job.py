@@ -40,6 +40,7 @@ from .job_state import ExecutionRecord, JobState, JobStatus
 from .slot import Overflow
 
 if TYPE_CHECKING:
+    from ._durable import DurableJob
     from ._plan import FlowPlan, Target
     from ._timers import TimerHandle
     from .routine import Routine
@@ -58,9 +59,10 @@ class Job:
     """The runtime's side of one job (the user's side is its :class:`JobState`)."""
 
     __slots__ = (
-        "_cond", "aio", "blocked_producers", "caps", "completing", "epoch", "executing",
-        "flow_name", "hot", "job_id", "job_timer", "keep_open", "lock", "maxc", "ntasks",
-        "outstanding", "pause_reason", "paused", "plan", "policies", "policy_timers", "queues",
+        "_cond", "aio", "blocked_producers", "caps", "completing", "durable", "epoch",
+        "executing", "flow_name", "hot", "job_id", "job_timer", "keep_open", "lock", "maxc",
+        "ntasks", "outstanding", "pause_reason", "paused", "plan", "policies", "policy_timers",
+        "queues",
         "restored_retries", "retry_ready", "retry_waiting", "routes", "runtime", "seq",
         "settled", "state", "stats", "stopped", "tasks", "timeout", "timers", "tracker", "views",
     )
@@ -125,6 +127,8 @@ class Job:
         # The runtime's tracking channel for this job, or None (no sink attached): every
         # call site below tests ``is not None`` and does nothing else when it is None.
         self.tracker: JobTracker | None = runtime.tracking.job_tracker(self)
+        # The job's durable-store link (set by the runtime when it has a store), or None.
+        self.durable: DurableJob | None = None
         state._live = self
 
     def condition(self) -> NotifyingCondition:
@@ -205,6 +209,8 @@ class Job:
             if tracker is not None:
                 tracker.job_started()
             self.outstanding += 1  # guard: no quiescence while starting
+            if self.durable is not None:
+                self.durable.open(deliver_entry, entry)  # durable before anything is routed
             for act, retry_in in self.restored_retries:
                 self._arm_retry_locked(act, retry_in)
             self.restored_retries = []
@@ -242,6 +248,10 @@ class Job:
                 routine_id=rid,
                 event=event,
             )
+        durable = self.durable
+        if durable is not None and ctx.activation is not None:
+            durable.buffer(ri, event, targets, payload, ctx.activation)  # routed on commit
+            return
         with self.hot:
             act = ctx.activation
             if self.stopped or act is None or act.abandoned:
@@ -305,6 +315,8 @@ class Job:
             for di, qi in full:
                 if plan.overflows[qi] is Overflow.DROP_OLDEST:
                     dropped = queues[qi].popleft()
+                    if self.durable is not None:
+                        self.durable.dropped(qi, dropped)
                     if self.tracker is not None:
                         self.tracker.dropped_payload(di, qi, dropped)
                     _, si = plan.queue_owner[qi]
@@ -362,6 +374,8 @@ class Job:
                 return None
             self.seq += 1
             act = Activation(ri, res[0], res[1], 0, self.seq)
+            if self.durable is not None:
+                self.durable.claim(act)  # the input payloads' sequence numbers
             if self.blocked_producers:
                 self._notify_locked()
         self.executing.add(act)
@@ -410,6 +424,7 @@ class Job:
         # With one activation at a time and no timeout nothing else writes this routine's
         # stats or could abandon the activation, so success is recorded outside the lock.
         unlocked_record = timeout is None and self.maxc[ri] == 1
+        durable = self.durable
         ctx = ActivationContext(self, ri, plan.routines[ri])
         token = CURRENT.set(ctx)
         ran = 0
@@ -418,6 +433,8 @@ class Job:
                 ctx.activation = act
                 if timeout is not None:
                     act.timer = self.timers.call_later(timeout, partial(self._on_timeout, ri, act))
+                if durable is not None:
+                    durable.before_logic(act)
                 err: BaseException | None = None
                 t0 = time.perf_counter()
                 try:
@@ -425,6 +442,9 @@ class Job:
                 except BaseException as exc:
                     err = exc
                 t1 = time.perf_counter()
+                decision: ErrorStrategy | None = None
+                if durable is not None:  # commit, then route the buffered emits
+                    decision, err = durable.finish(ri, act, err)
                 recorded = False
                 if unlocked_record and err is None and not act.abandoned:
                     stats.record(t1 - t0)
@@ -454,7 +474,7 @@ class Job:
                                 )
                             )
                         else:
-                            self._failed_locked(ri, act, err, t0 + epoch, t1 - t0)
+                            self._failed_locked(ri, act, err, t0 + epoch, t1 - t0, decision)
                     nxt = None if self.stopped or self.paused else self._take_locked(ri)
                     if nxt is None:
                         self._task_end_locked(ri)
@@ -479,6 +499,8 @@ class Job:
         if act.attempt or not act.slot_data:
             self._ready_list(ri).appendleft(act)
             return
+        if self.durable is not None:
+            self.durable.unclaim(act)
         names = self.plan.slot_names[ri]
         base = self.plan.queue_base[ri]
         for slot, payloads in act.slot_data.items():
@@ -713,6 +735,8 @@ class Job:
             if res is not None:
                 self.seq += 1
                 act = Activation(ri, res[0], res[1], 0, self.seq)
+                if self.durable is not None:
+                    self.durable.claim(act)
                 self.executing.add(act)
                 self._spawn_locked(ri, act)
         self.outstanding -= 1
@@ -761,6 +785,8 @@ class Job:
         self.stopped = True
         self.paused = False
         state._transition(status)
+        if self.durable is not None:
+            self.durable.finished(status, err)
         if self.tracker is not None:
             self.tracker.job_finished(status.value, err, routine_id)
         for i, handle in enumerate(self.policy_timers):

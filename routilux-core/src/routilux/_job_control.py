@@ -40,6 +40,8 @@ def post(job: Job, ri: int, qi: int, payload: dict[str, Any]) -> None:
                 job._unsettle_locked()
             if job.tracker is not None:
                 job.tracker.enqueued("post", payload, ((ri, qi),))
+            if job.durable is not None:
+                job.durable.deliver(((ri, qi),), payload)  # durable before it is routed
             job._deliver_locked(((ri, qi),), payload)
         finally:
             job._done_locked()

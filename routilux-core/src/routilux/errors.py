@@ -28,6 +28,10 @@ __all__ = [
     "RoutineTimeoutError",
     "RuntimeClosedError",
     "SerializationError",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreResumeError",
+    "StoreVersionError",
     "UnknownEventError",
     "UnknownFlowError",
     "UnknownJobError",
@@ -230,3 +234,35 @@ class PauseTimeoutError(RoutiluxError, TimeoutError):
 
 class RuntimeClosedError(RoutiluxError, RuntimeError):
     """The runtime was shut down and takes no new jobs."""
+
+
+class StoreError(RoutiluxError, RuntimeError):
+    """A durable job store cannot be used as asked; ``path`` names its file when it has one."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class StoreCorruptError(StoreError):
+    """The store's database is damaged, or is not a Routilux job store at all."""
+
+
+class StoreVersionError(StoreError):
+    """The store was written by a newer Routilux (its schema version is unknown here)."""
+
+    def __init__(self, message: str, *, path: str | None, found: int, supported: int) -> None:
+        super().__init__(message, path=path)
+        self.found = found
+        self.supported = supported
+
+
+class StoreResumeError(StoreError):
+    """A stored job cannot be rebuilt (e.g. its flow names types no longer registered).
+
+    Nothing was started: the job stays in the store exactly as it was.
+    """
+
+    def __init__(self, message: str, *, job_id: str, path: str | None = None) -> None:
+        super().__init__(message, path=path)
+        self.job_id = job_id

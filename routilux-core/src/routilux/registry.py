@@ -317,6 +317,19 @@ def _install_sinks(types: TypeRegistry) -> None:
     ):
         types.tracking_sinks.register(name, factory)
 
+    def sqlite(**options: Any) -> Any:
+        from .store import SqliteJobStore
+
+        return SqliteJobStore(**options)
+
+    def postgres(**options: Any) -> Any:
+        from .store._postgres import PostgresJobStore
+
+        return PostgresJobStore(**options)
+
+    types.stores.register("sqlite", sqlite)
+    types.stores.register("postgres", postgres)
+
 
 type_registry = TypeRegistry(routine_types)
 """The process-wide registry bundle (routines, policies, predicates, exceptions, codecs)."""

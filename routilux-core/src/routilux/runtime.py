@@ -16,6 +16,7 @@ import structlog
 from . import _job_control as control
 from ._activation import Activation, YieldingLock
 from ._async import DEFAULT_ASYNC_CONCURRENCY, AsyncEngine, NotifyingCondition, await_condition
+from ._durable import DurableJob, flow_document
 from ._job import Job
 from ._timers import TimerWheel
 from .clock import Clock, SystemClock
@@ -24,6 +25,7 @@ from .errors import (
     ConfigurationError,
     EntryError,
     JobNotAcceptingWorkError,
+    RoutiluxError,
     RuntimeClosedError,
     UnknownJobError,
     UnknownTypeError,
@@ -33,6 +35,8 @@ from .job_state import DEFAULT_HISTORY_LIMIT, JobState, JobStatus
 from .monitoring.flow_registry import FlowRegistry
 from .plugins import create_plugin_manager, get_plugin_manager
 from .registry import TypeRegistry, routine_types
+from .store._base import JobStore
+from .store._resume import resume_job
 from .tracking import DEFAULT_QUEUE_SIZE, ExecutionTracker, TrackingHub, build_sink, job_metrics
 from .tracking._hub import plugin_sinks
 
@@ -43,6 +47,30 @@ _log = structlog.get_logger("routilux.runtime")
 
 _MAX_FLOW_TRACKERS = 256
 """Flows whose forgotten jobs' statistics are kept (least recently used beyond)."""
+
+
+def _build_store(spec: Any, registry: TypeRegistry) -> tuple[JobStore, bool]:
+    """A store from ``Runtime(store=...)``: an object, a name, or ``(name, {options})``;
+    and whether the runtime owns it (built it, so closes it)."""
+    if isinstance(spec, str):
+        name, options = spec, {}
+    elif isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
+        name, options = spec[0], dict(spec[1])
+    elif isinstance(spec, JobStore):
+        return spec, False
+    else:
+        raise ConfigurationError(
+            f"store must be a JobStore, a registered store name or (name, {{options}}), got "
+            f"{spec!r}"
+        )
+    factory = registry.stores.get(name)
+    try:
+        store = factory(**options)
+    except TypeError as exc:
+        raise ConfigurationError(f"job store {name!r}: bad options {options!r}: {exc}") from None
+    if not isinstance(store, JobStore):
+        raise ConfigurationError(f"job store factory {name!r} returned {store!r}, not a JobStore")
+    return store, True
 
 
 def _default_pool_size() -> int:
@@ -77,6 +105,12 @@ class Runtime:
         async_concurrency: activations of async routines (``async def`` logic) this runtime
             runs at once on its event loop, whatever ``thread_pool_size`` is; the others wait
             their turn in order (docs/async.md).
+        store: a durable job store (a :class:`~routilux.store.JobStore` such as
+            ``SqliteJobStore(path)``, a registered name, or ``(name, {options})`` such as
+            ``("sqlite", {"path": "jobs.db"})``): every job is recorded so that
+            :meth:`resume` / :meth:`recover` can continue it in a new process after a crash
+            (docs/persistence.md). A store built here from a name is closed by
+            :meth:`shutdown`; a store object passed in is left open.
     """
 
     def __init__(
@@ -93,6 +127,7 @@ class Runtime:
         tracking_sinks: Iterable[Any] | None = None,
         tracking_queue_size: int = DEFAULT_QUEUE_SIZE,
         async_concurrency: int = DEFAULT_ASYNC_CONCURRENCY,
+        store: Any = None,
     ) -> None:
         size = _default_pool_size() if thread_pool_size is None else thread_pool_size
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
@@ -155,7 +190,18 @@ class Runtime:
             self.tracking.add_sink(build_sink(spec, self.plugin_manager.registry))
         for sink in plugin_sinks(self):
             self.tracking.add_sink(sink)
+        self._store: JobStore | None = None
+        self._own_store = False
+        self._flow_docs: dict[int, Any] = {}
+        self._resume_pids: dict[str, tuple[dict[int, int], int]] = {}
+        if store is not None:
+            self._store, self._own_store = _build_store(store, self.plugin_manager.registry)
         self._call_hook("routilux_runtime_started")
+
+    @property
+    def store(self) -> JobStore | None:
+        """The durable job store jobs are recorded in, or None."""
+        return self._store
 
     def _call_hook(self, name: str) -> None:
         """Call every implementation of a lifecycle hook; one raising never stops the others
@@ -339,6 +385,12 @@ class Runtime:
             if job_state is not None:
                 job.restore()
                 state.status = JobStatus.PENDING  # a resumed job runs again from here
+            if self._store is not None:
+                known, next_pid = self._resume_pids.pop(state.job_id, (None, 0))
+                job.durable = DurableJob(
+                    job, self._store, self.plugin_manager.registry.codecs,
+                    flow_document(flow, self._flow_docs, plan), known, next_pid,
+                )
             with self._hot:
                 if self._closed:
                     raise RuntimeClosedError("the runtime is shut down; create a new Runtime")
@@ -411,6 +463,66 @@ class Runtime:
         ri, qi = job.plan.queue_index(routine_id, slot_name)
         control.post(job, ri, qi, dict(data))
         return job.state
+
+    # -- durable jobs ------------------------------------------------------------------------
+
+    def _require_store(self, what: str) -> JobStore:
+        if self._store is None:
+            raise ConfigurationError(
+                f"{what} needs a job store; create the runtime with "
+                "Runtime(store=SqliteJobStore(path)) or store=('sqlite', {'path': ...})"
+            )
+        return self._store
+
+    def resume(self, job_id: str, *, timeout: float | None = None) -> JobState:
+        """Continue a job recorded in the store (typically after the process that ran it
+        died): queued payloads, routine and policy state, pending retries and the input of the
+        activation that was running are restored, and the job runs on from there. Completed
+        activations never run again; the one that was running when the process died runs
+        again once (at-least-once).
+
+        Raises:
+            UnknownJobError: the store has no such job.
+            JobNotAcceptingWorkError: the job already finished.
+            StoreResumeError: the job cannot be rebuilt (e.g. its flow names a routine type
+                that is no longer registered); nothing was started.
+        """
+        store = self._require_store("resume()")
+        with self._hot:
+            live = self._jobs.get(job_id)
+        if live is not None and not live.stopped:
+            raise ConfigurationError(f"job {job_id} is already running in this runtime")
+        flow, state, known, next_pid, flow_name = resume_job(self, store, job_id)
+        self._resume_pids[job_id] = (known, next_pid)
+        try:
+            self.exec(flow, job_state=state, timeout=timeout)
+        finally:
+            self._resume_pids.pop(job_id, None)
+        with self._hot:
+            job = self._jobs.get(job_id)
+            if job is not None:
+                job.flow_name = flow_name
+        _log.info("job.resumed_from_store", job_id=job_id, flow=flow_name)
+        return state
+
+    def recover(self) -> list[JobState]:
+        """Resume every job the store holds as unfinished (running, idle or paused when its
+        process stopped). Call it once at start, only when no other live process runs jobs of
+        this store. A job that cannot be rebuilt is logged and skipped (it stays stored);
+        the others are resumed."""
+        store = self._require_store("recover()")
+        resumed = []
+        for summary in store.list_jobs():
+            if summary.status in ("completed", "failed", "cancelled"):
+                continue
+            with self._hot:
+                if summary.job_id in self._jobs:
+                    continue
+            try:
+                resumed.append(self.resume(summary.job_id))
+            except RoutiluxError as exc:
+                _log.error("job.recover_failed", job_id=summary.job_id, error=str(exc))
+        return resumed
 
     # -- waiting -----------------------------------------------------------------------------
 
@@ -616,6 +728,8 @@ class Runtime:
         else:
             self._aio.close(0.0, wait=False)
         self._timers.close()
+        if self._store is not None and self._own_store:
+            self._store.close()
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         ok = self.tracking.close(remaining) and ok
         self._call_hook("routilux_runtime_stopped")

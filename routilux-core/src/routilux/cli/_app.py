@@ -71,6 +71,7 @@ Examples:
   routilux validate flow.yaml                     list every problem of a file
   routilux graph flow.yaml --format mermaid       draw the flow
   routilux plugins                                installed routine packs
+  routilux jobs resume JOB --store jobs.db        continue a job after a crash
 
 Run "routilux COMMAND --help" for a command's options.""",
 )
@@ -273,3 +274,12 @@ def plugins(as_json: bool) -> None:
     for b in broken:
         console.print(f"[red]broken[/red] {b['name']}: {b['error']}", markup=True)
 
+
+
+def _add_jobs() -> None:
+    from ._jobs import jobs
+
+    cli.add_command(jobs)
+
+
+_add_jobs()
