@@ -97,7 +97,13 @@ class Rows:
         if c.policy_states:
             self.pol.extend((job, r, text) for r, text in c.policy_states)
         if c.next_pid:
-            self.jobs[job] = (c.next_pid, c.job_seq)
+            # The highest wins, whatever the order commits were batched in (the UPDATE takes
+            # the max with the stored values too).
+            old = self.jobs.get(job)
+            if old is None:
+                self.jobs[job] = (c.next_pid, c.job_seq)
+            else:
+                self.jobs[job] = (max(old[0], c.next_pid), max(old[1], c.job_seq))
 
 
 _Op = tuple[str, Any, Handle]
