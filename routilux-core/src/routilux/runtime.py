@@ -16,6 +16,7 @@ import structlog
 from . import _job_control as control
 from ._activation import Activation, YieldingLock
 from ._job import Job
+from ._remote import RemoteDispatch, resolve_executor
 from ._timers import TimerWheel
 from .clock import Clock, SystemClock
 from .error_handling import CustomErrorStrategy
@@ -73,6 +74,11 @@ class Runtime:
             the ``routilux_tracking_sinks`` hook. Jobs are tracked only while a sink is
             attached (docs/tracking.md).
         tracking_queue_size: records the tracking channel queues before it drops new ones.
+        executor: where routine logic runs: None or ``"threads"`` (the default: on this
+            runtime's worker threads), an :class:`~routilux.executors.Executor` instance, a
+            registered executor name or ``(name, {options})`` (``("dask", {...})`` with
+            ``routilux-dask``). With a remote executor the worker threads only dispatch:
+            routing, policies, error handling and the job state stay here (docs/dask.md).
     """
 
     def __init__(
@@ -88,6 +94,7 @@ class Runtime:
         disabled_plugins: Iterable[str] | None = None,
         tracking_sinks: Iterable[Any] | None = None,
         tracking_queue_size: int = DEFAULT_QUEUE_SIZE,
+        executor: Any = None,
     ) -> None:
         size = _default_pool_size() if thread_pool_size is None else thread_pool_size
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
@@ -132,12 +139,20 @@ class Runtime:
             raise ConfigurationError(
                 f"tracking_queue_size must be an integer >= 2, got {tracking_queue_size!r}"
             )
+        self._remote: RemoteDispatch | None = None
+        remote = resolve_executor(executor, self.plugin_manager.registry)
+        if remote is not None:
+            self._remote = RemoteDispatch(remote, self.plugin_manager.registry)
+            if thread_pool_size is None and remote.dispatch_threads:
+                self.thread_pool_size = remote.dispatch_threads
         self.tracking = TrackingHub(queue_size=tracking_queue_size)
         """This runtime's tracking channel: attach sinks here (see docs/tracking.md)."""
         for spec in tracking_sinks or ():
             self.tracking.add_sink(build_sink(spec, self.plugin_manager.registry))
         for sink in plugin_sinks(self):
             self.tracking.add_sink(sink)
+        if self._remote is not None:
+            self._remote.executor.start(self)
         self._call_hook("routilux_runtime_started")
 
     def _call_hook(self, name: str) -> None:
@@ -285,6 +300,8 @@ class Runtime:
             raise RuntimeClosedError("the runtime is shut down; create a new Runtime")
         flow, name = self._resolve(flow_name)
         plan = flow.plan()
+        if self._remote is not None:
+            self._remote.specs(plan)  # a routine that cannot be rebuilt remotely fails here
         if entry_params is not None and not isinstance(entry_params, Mapping):
             raise ConfigurationError(
                 f"entry_params must be a dict of parameters, got {type(entry_params).__name__}"
@@ -545,6 +562,8 @@ class Runtime:
         for job in jobs:
             if not job.settled and not job.paused:
                 control.cancel(job)
+        if self._remote is not None:  # wakes dispatchers still waiting on remote work
+            self._remote.executor.shutdown(wait)
         workers = self._workers
         for _ in workers:
             self._queue.put(None)
