@@ -321,3 +321,14 @@ class TestChoosingAnExecutor:
         assert js.status is JobStatus.COMPLETED
         assert made[0].on_cluster_lost == "pause"
         assert len(made[0].requests) == 2
+
+
+class TestDiffCreation:
+    def test_lists_and_dicts_created_concurrently_merge(self) -> None:
+        old: dict[str, Any] = {"other": 1}
+        first = diff_values(old, {"other": 1, "items": [1], "counts": {"a": 1}})
+        second = diff_values(old, {"other": 1, "items": [2], "counts": {"b": 1}})
+        live = copy.deepcopy(old)
+        apply_ops(live, first)
+        apply_ops(live, second)
+        assert live == {"other": 1, "items": [1, 2], "counts": {"a": 1, "b": 1}}

@@ -13,7 +13,7 @@ from weakref import WeakKeyDictionary
 import structlog
 
 from ._activation import Activation
-from .errors import ClusterLostError, ConfigurationError
+from .errors import ClusterLostError, ConfigurationError, UnknownTypeError
 from .executors import (
     ON_CLUSTER_LOST,
     ActivationRequest,
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ._job import Job
     from ._plan import FlowPlan
     from .registry import TypeRegistry
+    from .routine import Routine
 
 __all__ = ["RemoteDispatch", "resolve_executor"]
 
@@ -92,26 +93,21 @@ class RemoteDispatch:
         return specs
 
     def _build(self, plan: FlowPlan) -> tuple[Spec, ...]:
-        from ._flow_document import _check_rebuildable
-        from .flow import ValidationIssue
-
-        issues: list[ValidationIssue] = []
         problems: list[str] = []
         specs: list[Spec] = []
         for rid, routine in zip(plan.routine_ids, plan.routines, strict=True):
-            if _check_rebuildable(rid, routine, self.registry, issues) is None:
-                continue
             config = dict(routine.config)
-            try:
-                blob = pickle.dumps(config, pickle.HIGHEST_PROTOCOL)
-            except Exception as exc:
-                problems.append(
-                    f"routine {rid!r}: its config does not pickle ({type(exc).__name__}: {exc})"
-                )
+            problem = self._rebuild_problem(routine, config)
+            if problem is None:
+                try:
+                    blob = pickle.dumps(config, pickle.HIGHEST_PROTOCOL)
+                except Exception as exc:
+                    problem = f"its config does not pickle ({type(exc).__name__}: {exc})"
+            if problem is not None:
+                problems.append(f"routine {rid!r}: {problem}")
                 continue
             digest = hashlib.blake2b(blob, digest_size=12).hexdigest()
             specs.append((routine.type_name, f"{routine.type_name}#{digest}", config))
-        problems[:0] = [issue.message for issue in issues]
         if problems:
             raise ConfigurationError(
                 f"flow {plan.flow_id!r} cannot run on the {self.executor.name!r} executor, "
@@ -119,6 +115,49 @@ class RemoteDispatch:
                 "the remote side: " + "; ".join(problems)
             )
         return tuple(specs)
+
+    def _rebuild_problem(self, routine: Routine, config: dict[str, Any]) -> str | None:
+        """Why ``type(routine)() + set_config(**config)`` would not be the same routine."""
+        from ._flow_document import _event_sig, _logic_key, _slot_sig
+        from .routine import Routine
+
+        cls = type(routine)
+        if cls is Routine:
+            return (
+                "it is a plain Routine configured after construction (set_logic, add_slot...). "
+                "Define a Routine subclass whose __init__ (no arguments) declares its slots, "
+                "events and logic; per-instance values go in set_config"
+            )
+        try:
+            registered = self.registry.routines.get(cls.type_name)
+        except UnknownTypeError as exc:
+            return str(exc)
+        if registered is not cls:
+            return (
+                f"type name {cls.type_name!r} is registered for {registered.__module__}."
+                f"{registered.__qualname__}, not for {cls.__module__}.{cls.__qualname__}; give "
+                "the class its own type_name"
+            )
+        try:
+            fresh = cls()
+            if config:
+                fresh.set_config(**config)
+        except Exception as exc:
+            return f"{cls.__qualname__}() with its config raised {type(exc).__name__}: {exc}"
+        what = [
+            name
+            for name, sig in (("slots", _slot_sig), ("events", _event_sig))
+            if sig(fresh) != sig(routine)
+        ]
+        if _logic_key(fresh.logic) != _logic_key(routine.logic):
+            what.append("logic")
+        if what:
+            return (
+                f"its {', '.join(what)} differ from what {cls.__qualname__}() with its config "
+                "creates; declare slots, events and logic in the class's __init__ (per-instance "
+                "values in set_config) instead of changing them after construction"
+            )
+        return None
 
     def run(self, job: Job, ri: int, act: Activation, ctx: ActivationContext) -> None:
         """Run one activation remotely, then apply what it did as if it had run here.

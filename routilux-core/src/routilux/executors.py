@@ -73,7 +73,8 @@ ON_CLUSTER_LOST = ("fail", "pause")
 """What a job does when its executor reports the cluster gone (``ClusterLostError``)."""
 
 Op = tuple[Any, ...]
-"""One change: ``("set", path, value)``, ``("del", path)`` or ``("extend", path, items)``."""
+"""One change: ``("set", path, value)``, ``("del", path)``, ``("extend", path, items)`` or
+``("dict", path)`` (make sure a dict is there)."""
 
 
 # -- the contract -----------------------------------------------------------------------------
@@ -192,8 +193,9 @@ def diff_values(old: Mapping[str, Any], new: Mapping[str, Any], path: tuple[Any,
                 ) -> list[Op]:
     """The operations that turn dict ``old`` into ``new``, as fine-grained as possible.
 
-    Nested dicts are compared key by key and a list that only grew becomes an ``extend`` of
-    its new items, so changes made by activations running at the same time on different
+    Nested dicts are compared key by key, a list that only grew becomes an ``extend`` of its
+    new items, and a new list or dict is appended to / merged into whatever another writer
+    created meanwhile, so changes made by activations running at the same time on different
     workers (two routines appending to one list, or writing different keys) merge instead of
     overwriting each other. Anything else is a ``set`` of the new value.
     """
@@ -201,7 +203,15 @@ def diff_values(old: Mapping[str, Any], new: Mapping[str, Any], path: tuple[Any,
     for key, value in new.items():
         where = (*path, key)
         if key not in old:
-            ops.append(("set", where, value))
+            # Created by this activation, but maybe by a concurrent one too: a new list is
+            # appended to and a new dict merged into whatever is there by then.
+            if isinstance(value, list):
+                ops.append(("extend", where, value))
+            elif isinstance(value, dict):
+                ops.append(("dict", where))
+                ops.extend(diff_values({}, value, where))
+            else:
+                ops.append(("set", where, value))
             continue
         before = old[key]
         if before is value or _equal(before, value):
@@ -240,6 +250,9 @@ def apply_ops(target: dict[str, Any], ops: list[Op]) -> None:
             parent[last] = op[2]
         elif kind == "del":
             parent.pop(last, None)
+        elif kind == "dict":
+            if not isinstance(parent.get(last), dict):
+                parent[last] = {}
         else:  # extend
             current = parent.get(last)
             if isinstance(current, list):
@@ -337,7 +350,14 @@ def _sendable(err: BaseException, request: ActivationRequest, executor: str) -> 
     text = "".join(traceback.format_exception(err))
     try:
         err.add_note(f"[raised remotely, {executor}]\n{text}")
-        pickle.loads(pickle.dumps(err))
+        try:
+            pickle.loads(pickle.dumps(err))
+        except Exception:
+            # Engines may pickle tracebacks and chained exceptions too (distributed installs
+            # tblib's support); those can hold anything. The note above keeps their text.
+            err.__context__ = err.__cause__ = None
+            err.__traceback__ = None
+            pickle.loads(pickle.dumps(err))
         return err
     except Exception:
         return RemoteLogicError(
@@ -382,9 +402,9 @@ def execute_request(
         routine = _routine_for(request, registry)
     except Exception as exc:
         note = (
-            f"routine type {request.routine_type!r} could not be rebuilt on {executor} worker "
-            f"{worker or '?'}: {type(exc).__name__}: {exc}. The worker must import the module "
-            "that defines it (install its pack there, or preload the module)"
+            f"routine {request.routine_id!r} could not be rebuilt on {executor} worker "
+            f"{worker or '?'}: {type(exc).__name__}: {exc} (the workers must import the "
+            "module that defines it: install its pack there, or have the executor preload it)"
         )
         return ActivationOutcome(
             error=_sendable(ConfigurationError(note), request, executor), worker=worker
