@@ -215,7 +215,8 @@ class TestWorkerLoss:
 class TestConfiguration:
     def test_the_executor_is_registered_by_name(self, client: Client) -> None:
         address = client.scheduler.address
-        with Runtime(executor=("dask", {"address": address, "batch_size": 8, "preload": [TESTING]})) as rt:
+        options = {"address": address, "batch_size": 8, "preload": [TESTING]}
+        with Runtime(executor=("dask", options)) as rt:
             ex = rt._remote.executor if rt._remote is not None else None
             assert isinstance(ex, DaskExecutor)
             assert ex.batch_size == 8

@@ -19,9 +19,9 @@ __all__ = ["HoldOnFirstAttempt", "Hop", "Sink", "Sleeper", "StateWriter"]
 class StateWriter(Routine):
     """Touches every part of the job state logic may change, then emits what it saw.
 
-    Per payload ``{"n": int}``: merges into its routine state (with its process id), appends to a list and bumps a
-    nested counter in ``shared_data``, appends to ``shared_log``, sends an output and emits
-    ``out`` with what it read (the previous ``seen`` of its state, the entry parameters and
+    Per payload ``{"n": int}``: merges into its routine state (with its process id), appends
+    to a list and bumps a nested counter in ``shared_data``, appends to ``shared_log``, sends
+    an output and emits ``out`` with what it read (the previous ``seen`` of its state, the entry parameters and
     its activation facts).
     """
 
@@ -43,7 +43,9 @@ class StateWriter(Routine):
         for payload in slot_data["input"]:
             n = payload["n"]
             before = (job_state.get_routine_state(rid, {}) or {}).get("seen", [])
-            job_state.update_routine_state(rid, {"seen": [*before, n], "last": n, "pid": os.getpid()})
+            job_state.update_routine_state(
+                rid, {"seen": [*before, n], "last": n, "pid": os.getpid()}
+            )
             job_state.shared_data.setdefault(f"{tag}:items", []).append(n)
             counts = job_state.shared_data.setdefault("counts", {})
             counts[tag] = counts.get(tag, 0) + 1
