@@ -21,8 +21,8 @@ class StateWriter(Routine):
 
     Per payload ``{"n": int}``: merges into its routine state (with its process id), appends
     to a list and bumps a nested counter in ``shared_data``, appends to ``shared_log``, sends
-    an output and emits ``out`` with what it read (the previous ``seen`` of its state, the entry parameters and
-    its activation facts).
+    an output and emits ``out`` with what it read (the previous ``seen`` of its state, the
+    entry parameters and its activation facts).
     """
 
     type_name = "dask.testing.StateWriter"
