@@ -255,3 +255,55 @@ class TestConfiguration:
         assert "dask.tests.OnlyHere" in (js.error or "")
         assert "preload" in (js.error or "")
         assert UnknownTypeError.__name__ in (js.error or "")
+
+
+class TestClusterLost:
+    """A cluster that goes away (its scheduler closed) fails or pauses jobs, as configured.
+
+    A small in-process cluster of its own is closed under the runtime; the module's cluster
+    keeps serving the other tests.
+    """
+
+    @pytest.fixture
+    def lost(self) -> Iterator[Client]:
+        cluster = LocalCluster(n_workers=1, processes=False, threads_per_worker=1,
+                               dashboard_address=":0")
+        c = Client(cluster, set_as_default=False)
+        try:
+            yield c
+        finally:
+            c.close()
+            cluster.close()
+
+    def writer_flow(self) -> Flow:
+        flow = Flow(flow_id="lost")
+        w = StateWriter()
+        w.set_error_handler(ErrorHandler(strategy=ErrorStrategy.RETRY, max_retries=5,
+                                         retry_delay=0.05))
+        flow.add_routine(w, "w")
+        return flow
+
+    def close_scheduler(self, client: Client) -> None:
+        """The cluster goes away; the client stays."""
+        assert client.cluster is not None
+        client.cluster.close()
+        assert wait_for(lambda: client.status != "running", "the client to notice", 30)
+
+    def test_on_cluster_lost_fail_fails_the_job_with_a_clear_error(self, lost: Client) -> None:
+        ex = DaskExecutor(lost, on_cluster_lost="fail", reconnect_timeout=0.2)
+        with Runtime(executor=ex) as rt:
+            self.close_scheduler(lost)
+            js = run(rt, self.writer_flow(), {"n": 1})
+        assert js.status is JobStatus.FAILED
+        assert js.error_type == "ClusterLostError"
+        assert "unreachable" in (js.error or "") and "'w'" in (js.error or "")
+        assert [r.status for r in js.history()] == ["failed"]  # not retried
+
+    def test_on_cluster_lost_pause_keeps_the_input_for_resume(self, lost: Client) -> None:
+        ex = DaskExecutor(lost, on_cluster_lost="pause", reconnect_timeout=0.2)
+        with Runtime(executor=ex) as rt:
+            self.close_scheduler(lost)
+            js = rt.exec(self.writer_flow(), entry_params={"n": 1})
+            assert wait_for(lambda: js.status is JobStatus.PAUSED, "the job to pause", 30)
+            assert js.to_dict()["pending"] == {"w": {"input": [{"n": 1}]}}
+            assert js.history() == [] and js.shared_data == {}
