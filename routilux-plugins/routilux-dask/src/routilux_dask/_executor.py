@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import itertools
 import os
 import threading
@@ -53,8 +54,10 @@ class DaskExecutor(Executor):
             address such as ``"tcp://10.0.0.5:8786"`` (a client is created and closed by the
             executor), or None for the current default client.
         batch_size: most activations per Dask task.
-        linger: seconds the first ready activation waits for others to share its task
-            (0: send at once; batches then only form under load).
+        linger: seconds a ready activation waits for others to share its task, while other
+            tasks of this executor are in flight (with none in flight it is sent at once, so
+            a lone job pays no added latency); 0: never wait (batches then only form from
+            activations that became ready together).
         preload: modules (``"my_pack.routines"``) and Python files (``"flows/etl.py"``)
             imported on every worker, also on workers that join or restart later, so the
             routines they define are registered there. Installed packs need no preload.
@@ -77,7 +80,7 @@ class DaskExecutor(Executor):
         client_or_address: Client | str | None = None,
         *,
         batch_size: int = 64,
-        linger: float = 0.001,
+        linger: float = 0.005,
         preload: Iterable[str] = (),
         on_cluster_lost: str = "fail",
         reconnect_timeout: float = 10.0,
@@ -133,6 +136,8 @@ class DaskExecutor(Executor):
         self._threads: list[threading.Thread] = []
         self._closed = False
         self._not_running_since: float | None = None
+        self._slots = 1
+        self._slots_checked = -1e9
         self._ids = itertools.count()
         self._prefix = f"routilux-{uuid.uuid4().hex[:8]}"
         self.batches = 0
@@ -255,7 +260,9 @@ class DaskExecutor(Executor):
                     cv.wait()
                 if self._closed:
                     return
-                if len(pending) < self.batch_size and self.linger > 0:
+                # Nagle-like: with nothing in flight the first activation goes at once (no
+                # added latency for a lone job); while tasks are out, wait for company.
+                if len(pending) < self.batch_size and self.linger > 0 and self._inflight:
                     deadline = time.monotonic() + self.linger
                     while len(pending) < self.batch_size and not self._closed:
                         remaining = deadline - time.monotonic()
@@ -264,8 +271,28 @@ class DaskExecutor(Executor):
                         cv.wait(remaining)
                     if self._closed:
                         return
-                batch = [pending.popleft() for _ in range(min(self.batch_size, len(pending)))]
-            self._submit(batch)
+                ready = list(pending)
+                pending.clear()
+            for batch in self._split(ready):
+                self._submit(batch)
+
+    def _split(self, ready: list[_Item]) -> list[list[_Item]]:
+        """Cut the ready activations into tasks of at most ``batch_size``, and into at least
+        as many tasks as the cluster has worker threads (when there are enough), so batching
+        never leaves a thread idle while another runs a queue of activations."""
+        n = len(ready)
+        slots = self._worker_threads()
+        tasks = max(-(-n // self.batch_size), min(n, slots))
+        size = -(-n // tasks)
+        return [ready[i : i + size] for i in range(0, n, size)]
+
+    def _worker_threads(self) -> int:
+        now = time.monotonic()
+        if now - self._slots_checked > 1.0 and self.client.status == "running":
+            self._slots_checked = now
+            with contextlib.suppress(Exception):  # unreachable: submitting will say so
+                self._slots = max(1, sum(self.client.nthreads().values()))
+        return self._slots
 
     def _submit(self, batch: list[_Item]) -> None:
         requests = [req for req, _ in batch]
@@ -287,24 +314,54 @@ class DaskExecutor(Executor):
         dfut.add_done_callback(self._done.put)
 
     def _collector(self) -> None:
+        """Hand finished Dask tasks' outcomes to the waiting dispatchers.
+
+        Tasks that finished meanwhile are fetched with one ``gather`` (one round trip to the
+        workers for all of them, instead of one per task).
+        """
+        done_q = self._done
         while True:
-            dfut = self._done.get()
-            if dfut is None:
+            first = done_q.get()
+            if first is None:
                 return
+            finished = [first]
+            stop = False
+            while not done_q.empty():
+                nxt = done_q.get()
+                if nxt is None:
+                    stop = True
+                    break
+                finished.append(nxt)
+            entries = []
             with self._cv:
-                entry = self._inflight.pop(dfut.key, None)
-            if entry is None:
-                continue
-            _, batch = entry
-            try:
-                outcomes = dfut.result()
-            except BaseException as exc:
-                self._fail(batch, exc)
-            else:
-                for (_, fut), outcome in zip(batch, outcomes, strict=True):
-                    fut.set_result(outcome)
-            finally:
+                for dfut in finished:
+                    entry = self._inflight.pop(dfut.key, None)
+                    if entry is not None:
+                        entries.append(entry)
+            ok = [(dfut, batch) for dfut, batch in entries if dfut.status == "finished"]
+            failed = [(dfut, batch) for dfut, batch in entries if dfut.status != "finished"]
+            if ok:
+                try:
+                    results = self.client.gather([dfut for dfut, _ in ok])
+                except BaseException:
+                    failed.extend(ok)  # sort out one by one which of them failed
+                else:
+                    for (_, batch), outcomes in zip(ok, results, strict=True):
+                        for (_, fut), outcome in zip(batch, outcomes, strict=True):
+                            fut.set_result(outcome)
+            for dfut, batch in failed:
+                try:
+                    outcomes = dfut.result()
+                except BaseException as exc:
+                    self._fail(batch, exc)
+                else:
+                    for (_, fut), outcome in zip(batch, outcomes, strict=True):
+                        if not fut.done():
+                            fut.set_result(outcome)
+            for dfut, _ in entries:
                 dfut.release()
+            if stop:
+                return
 
     def _fail(self, batch: list[_Item], exc: BaseException) -> None:
         """Resolve every activation of a failed Dask task with a typed error."""
