@@ -307,3 +307,29 @@ class TestClusterLost:
             assert wait_for(lambda: js.status is JobStatus.PAUSED, "the job to pause", 30)
             assert js.to_dict()["pending"] == {"w": {"input": [{"n": 1}]}}
             assert js.history() == [] and js.shared_data == {}
+
+
+class TestMicroBatching:
+    def test_activations_ready_together_share_dask_tasks(self, client: Client) -> None:
+        flow = Flow(flow_id="batched")
+        flow.add_routine(StateWriter(), "w")
+        ex = DaskExecutor(client, preload=[TESTING], batch_size=16, linger=0.05)
+        with Runtime(executor=ex) as rt:
+            jobs = [rt.exec(flow, entry_params={"n": n}) for n in range(60)]
+            assert rt.wait_until_all_jobs_finished(60)
+        for n, js in enumerate(jobs):
+            assert js.status is JobStatus.COMPLETED, js.error
+            assert js.shared_data["w:items"] == [n]  # every job got its own outcome
+        assert ex.activations == 60
+        assert ex.batches < ex.activations
+
+    def test_tasks_are_spread_over_the_clusters_worker_threads(self, client: Client) -> None:
+        ex = DaskExecutor(client, batch_size=4)
+        ex.start()
+        try:
+            items: list[Any] = list(range(10))
+            assert [len(b) for b in ex._split(items)] == [4, 4, 2]  # at most batch_size
+            assert [len(b) for b in ex._split(items[:3])] == [2, 1]  # 2 threads, 2 tasks
+            assert [b for batch in ex._split(items) for b in batch] == items  # order kept
+        finally:
+            ex.shutdown()
