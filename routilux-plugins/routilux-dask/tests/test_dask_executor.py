@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -213,6 +215,17 @@ class TestWorkerLoss:
 
 
 class TestConfiguration:
+    def test_plugin_discovery_registers_dask_without_importing_distributed(self) -> None:
+        code = (
+            "import sys\n"
+            "from routilux.plugins import get_plugin_manager\n"
+            "registry = get_plugin_manager().registry\n"
+            "print('dask' in registry.executors, 'distributed' in sys.modules)\n"
+        )
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=60, check=False)
+        assert proc.stdout.split() == ["True", "False"], proc.stderr
+
     def test_the_executor_is_registered_by_name(self, client: Client) -> None:
         address = client.scheduler.address
         options = {"address": address, "batch_size": 8, "preload": [TESTING]}
