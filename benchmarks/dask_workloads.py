@@ -109,6 +109,13 @@ def w2(
             metrics["serial_p50_ms"] = pct(lat, 0.5) * 1e3
             metrics["serial_p99_ms"] = pct(lat, 0.99) * 1e3
             metrics["serial_jobs_per_s"] = len(lat) / sum(lat)
+            # the floor: one plain Dask task round trip (a serial job makes three)
+            rtt = []
+            for _ in range(size["serial"]):
+                t = pc()
+                client.submit(abs, 1, pure=False).result()
+                rtt.append(pc() - t)
+            metrics["dask_roundtrip_p50_ms"] = pct(rtt, 0.5) * 1e3
     finally:
         client.close()
         lc.close()
@@ -142,6 +149,11 @@ def w3(
         ideal = n / (2 * threads) * sleep
         metrics["wall_s"] = wall
         metrics["wall_over_ideal"] = wall / ideal
+        # the floor on this machine: the same sleeps as plain Dask tasks, no Routilux at all
+        t0 = pc()
+        client.gather(client.map(time.sleep, [sleep] * n, pure=False))
+        metrics["dask_map_wall_s"] = pc() - t0
+        metrics["wall_over_dask_map"] = wall / metrics["dask_map_wall_s"]
     finally:
         client.close()
         lc.close()

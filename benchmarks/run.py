@@ -208,7 +208,10 @@ DASK_ROWS = [
     ("W2", "burst_p50_ms", "burst exec→done p50", "ms"),
     ("W2", "serial_p50_ms", "serial exec→done p50", "ms"),
     ("W2", "serial_p99_ms", "serial exec→done p99", "ms"),
+    ("W2", "dask_roundtrip_p50_ms", "plain Dask task round trip p50 (floor)", "ms"),
     ("W3", "wall_over_ideal", "200×50 ms on 2×25 threads: wall/ideal", "×"),
+    ("W3", "wall_s", "200×50 ms on 2×25 threads: wall", "s"),
+    ("W3", "dask_map_wall_s", "same sleeps as plain client.map (floor)", "s"),
 ]
 
 
