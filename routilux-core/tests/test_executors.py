@@ -332,3 +332,25 @@ class TestDiffCreation:
         apply_ops(live, first)
         apply_ops(live, second)
         assert live == {"other": 1, "items": [1, 2], "counts": {"a": 1, "b": 1}}
+
+
+class AsyncRoutine(Routine):
+    type_name = "test_executors.AsyncRoutine"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_slot("input")
+
+        async def logic(slot_data: Any, message: Any, job_state: Any) -> None:
+            return None
+
+        self.set_logic(logic)
+
+
+class TestAsyncRoutines:
+    def test_a_remote_executor_refuses_async_routines_at_exec(self) -> None:
+        flow = Flow(flow_id="async_remote")
+        flow.add_routine(AsyncRoutine(), "aio")
+        with Runtime(thread_pool_size=1, executor=PickleExecutor()) as rt, \
+                pytest.raises(ConfigurationError, match=r"'aio'.*async"):
+            rt.exec(flow, entry_params={})

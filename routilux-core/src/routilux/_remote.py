@@ -128,6 +128,12 @@ class RemoteDispatch:
                 "Define a Routine subclass whose __init__ (no arguments) declares its slots, "
                 "events and logic; per-instance values go in set_config"
             )
+        if routine.is_async:
+            return (
+                "its logic is async (async def), and async routines run on the runtime's own "
+                "event loop; a remote executor runs only regular logic. Make the logic a plain "
+                "function, or run this flow without the executor"
+            )
         try:
             registered = self.registry.routines.get(cls.type_name)
         except UnknownTypeError as exc:
