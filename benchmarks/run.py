@@ -1,7 +1,7 @@
 """Run the benchmark workloads W1-W6 (issue 3) and W3a (issue 14) beside their baselines.
 
     uv run python benchmarks/run.py [--quick] [--json FILE] [--only W1,W2] [--reps N]
-                                    [--markdown FILE] [--src DIR]
+                                    [--markdown FILE] [--src DIR] [--dask]
 
 Every repetition of every workload runs in a fresh process (``benchmarks/workloads.py``), with
 the Routilux, stdlib-router and direct-call implementations interleaved so that background load
@@ -213,6 +213,85 @@ def render(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+DASK_VARIANTS = (("W2", 64), ("W2", 1), ("W3", 64))
+"""(workload, batch size) run with ``--dask``; batch size 1 shows what batching saves."""
+
+DASK_ROWS = [
+    ("W2", "burst_jobs_per_s", "3-step jobs, burst", "jobs/s"),
+    ("W2", "burst_activations_per_s", "activations/s, burst", "/s"),
+    ("W2", "burst_avg_batch", "activations per Dask task, burst", ""),
+    ("W2", "burst_p50_ms", "burst exec→done p50", "ms"),
+    ("W2", "serial_p50_ms", "serial exec→done p50", "ms"),
+    ("W2", "serial_p99_ms", "serial exec→done p99", "ms"),
+    ("W2", "dask_roundtrip_p50_ms", "plain Dask task round trip p50 (floor)", "ms"),
+    ("W3", "wall_over_ideal", "200×50 ms on 2×25 threads: wall/ideal", "×"),
+    ("W3", "wall_s", "200×50 ms on 2×25 threads: wall", "s"),
+    ("W3", "dask_map_wall_s", "same sleeps as plain client.map (floor)", "s"),
+]
+
+
+def run_dask(quick: bool, reps: int, timeout: float, env: dict[str, str]) -> list[dict[str, Any]]:
+    """Run the Dask variants of W2 and W3, each repetition in a fresh process."""
+    runs = []
+    for w, batch in DASK_VARIANTS:
+        t_w = time.perf_counter()
+        for rep in range(reps):
+            cmd = [sys.executable, str(HERE / "dask_workloads.py"), w, "--json",
+                   "--batch-size", str(batch)]
+            if quick:
+                cmd.append("--quick")
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                                      env=env, check=False)
+                lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+                out: dict[str, Any] = json.loads(lines[-1])
+            except (subprocess.TimeoutExpired, IndexError, json.JSONDecodeError) as exc:
+                out = {"workload": w, "impl": f"dask-b{batch}", "ok": False, "metrics": {},
+                       "errors": [f"no result: {type(exc).__name__}"]}
+            out["rep"] = rep
+            runs.append(out)
+            if not out.get("ok"):
+                print(f"  {w} dask-b{batch} rep {rep}: FAILED: "
+                      f"{'; '.join(out.get('errors', []))}", flush=True)
+        print(f"  {w} dask (batch {batch}) done in {time.perf_counter() - t_w:.1f} s",
+              flush=True)
+    return runs
+
+
+def dask_table(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for w, key, label, unit in DASK_ROWS:
+        cells = {}
+        for batch in sorted({b for ww, b in DASK_VARIANTS if ww == w}, reverse=True):
+            vals = [r["metrics"][key] for r in runs
+                    if r.get("impl") == f"dask-b{batch}" and r.get("workload") == w
+                    and key in r.get("metrics", {})]
+            cells[batch] = summarise(vals)
+        rows.append({"workload": w, "metric": key, "label": label, "unit": unit,
+                     "by_batch_size": cells})
+    return rows
+
+
+def render_dask(rows: list[dict[str, Any]]) -> str:
+    head = ["", "metric", "unit", "batch 64: median (min–max)", "batch 1 (unbatched)"]
+    body = []
+    for r in rows:
+        def span(c: dict[str, float] | None) -> str:
+            return "-" if c is None else f"{fmt(c['median'])} ({fmt(c['min'])}–{fmt(c['max'])})"
+
+        cells = r["by_batch_size"]
+        body.append([r["workload"], r["label"], r["unit"], span(cells.get(64)),
+                     span(cells.get(1))])
+    widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(wd) for c, wd in zip(cells, widths, strict=True)) + " |"
+
+    out = [line(head), "|" + "|".join("-" * (wd + 2) for wd in widths) + "|"]
+    out.extend(line(b) for b in body)
+    return "\n".join(out)
+
+
 def git_rev() -> str:
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE.parent,
@@ -232,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
     ap.add_argument("--only", metavar="W1,W2", help="comma-separated workloads to run")
     ap.add_argument("--reps", type=int, help="repetitions (default 5, quick 2)")
+    ap.add_argument("--dask", action="store_true",
+                    help="also run W2 and W3 with routine logic on a Dask LocalCluster "
+                    "(routilux-dask; benchmarks/dask_workloads.py), batched and unbatched")
     ap.add_argument("--src", metavar="DIR",
                     help="benchmark the routilux package found in DIR (e.g. an exported "
                     "commit's routilux-core/src) instead of the installed one")
@@ -274,6 +356,11 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  {w} {impl} rep {rep}: FAILED: {'; '.join(out.get('errors', []))}",
                           flush=True)
         print(f"  {w} done in {time.perf_counter() - t_w:.1f} s", flush=True)
+    dask_rows: list[dict[str, Any]] = []
+    if args.dask:
+        dask_runs = run_dask(args.quick, reps, timeout, env)
+        runs.extend(dask_runs)
+        dask_rows = dask_table(dask_runs)
     meta["elapsed_s"] = time.perf_counter() - t_all
     meta["loadavg_end"] = os.getloadavg()
 
@@ -282,6 +369,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table)
     print()
+    if dask_rows:
+        print("Dask executor (routilux-dask, LocalCluster of 2 worker processes):")
+        print(render_dask(dask_rows))
+        print()
     failed = [r for r in runs if not r.get("ok")]
     for w in workloads:
         print(f"{w}: {DESCRIPTIONS[w]}")
@@ -290,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(failed)} failed to deliver")
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"meta": meta, "summary": rows, "runs": runs}, indent=1) + "\n",
+            json.dumps({"meta": meta, "summary": rows, "dask": dask_rows, "runs": runs},
+                       indent=1) + "\n",
             encoding="utf-8",
         )
     if args.markdown:

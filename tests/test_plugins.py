@@ -68,6 +68,10 @@ BUILTIN_POLICIES = {
 # -- routines, policies and strategies of this test module --------------------------------------
 
 
+OTHER_PACKS = {"dask"}
+"""Other packs installed in the workspace (routilux-dask), beside the two these tests use."""
+
+
 class Fanout(Routine):
     """Emits ``{"value": v}`` on ``output`` for every ``v`` of the input's ``values``."""
 
@@ -443,7 +447,7 @@ class TestFreshInterpreter:
     def test_disable_env_hides_the_named_plugin(self) -> None:
         out = run_python(RUN_BUILTINS_FLOW, **{DISABLE_ENV: "testpack"})
         assert out["status"] == "completed"
-        assert out["plugins"] == ["builtins"]
+        assert "builtins" in out["plugins"] and "testpack" not in out["plugins"]
         assert out["testpack_imported"] is False
 
     def test_disable_autoload_env_loads_no_plugin(self) -> None:
@@ -459,19 +463,19 @@ class TestFreshInterpreter:
 class TestBlocking:
     def test_disabled_by_entry_point_name(self) -> None:
         manager = fresh_manager(disabled=["testpack"])
-        assert names(manager) == {"builtins"}
+        assert names(manager) - OTHER_PACKS == {"builtins"}
         assert "testpack.pairs" not in manager.registry.policies
         assert "testpack.skip_twice" not in manager.registry.error_strategies
         assert "dead_letter" in manager.registry.error_strategies
 
     def test_disabled_by_distribution_name(self) -> None:
         manager = fresh_manager(disabled=["routilux-builtins"])
-        assert names(manager) == {"testpack"}
+        assert names(manager) - OTHER_PACKS == {"testpack"}
         assert "dead_letter" not in manager.registry.error_strategies
 
     def test_disable_env_in_process(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(DISABLE_ENV, " testpack , nothing-else ")
-        assert names(fresh_manager()) == {"builtins"}
+        assert names(fresh_manager()) - OTHER_PACKS == {"builtins"}
 
     def test_disable_env_star_blocks_every_entry_point(
         self, monkeypatch: pytest.MonkeyPatch
@@ -491,7 +495,7 @@ class TestBlocking:
     def test_runtime_disabled_plugins_makes_their_strategy_unknown(self) -> None:
         flow = failing_flow("dead_letter")
         with Runtime(thread_pool_size=1, disabled_plugins=["builtins"]) as rt:
-            assert names(rt.plugin_manager) == {"testpack"}
+            assert names(rt.plugin_manager) - OTHER_PACKS == {"testpack"}
             with pytest.raises(UnknownTypeError, match="'dead_letter'") as info:
                 rt.exec(flow, {"values": [1]})
             assert info.value.type_name == "dead_letter"

@@ -10,16 +10,19 @@ from routilux import Flow, JobStatus, Runtime
 from routilux.activation_policies import custom_policy
 from routilux.errors import (
     ActivationPolicyError,
+    ClusterLostError,
     ConfigurationError,
     DuplicateRoutineError,
     EmitOutsideActivationError,
     EntryError,
+    ExecutorError,
     FlowValidationError,
     IllegalTransitionError,
     JobNotAcceptingWorkError,
     JobTimeoutError,
     PauseTimeoutError,
     QueueFullError,
+    RemoteLogicError,
     RoutiluxError,
     RoutineTimeoutError,
     RuntimeClosedError,
@@ -35,6 +38,7 @@ from routilux.errors import (
     UnknownSlotError,
     UnknownTypeError,
     WiringError,
+    WorkerLostError,
 )
 
 BUILTIN_OF = {
@@ -63,6 +67,10 @@ BUILTIN_OF = {
     StoreCorruptError: RuntimeError,
     StoreVersionError: RuntimeError,
     StoreResumeError: RuntimeError,
+    ExecutorError: RuntimeError,
+    WorkerLostError: RuntimeError,
+    ClusterLostError: RuntimeError,
+    RemoteLogicError: RuntimeError,
 }
 
 
@@ -125,3 +133,23 @@ class TestActivationPolicyFailure:
         assert state.status is JobStatus.FAILED
         assert calls == ["called"]
         assert len([r for r in state.history() if r.status == "failed"]) == 1
+
+
+class TestExecutorErrors:
+    """Executor errors cross process boundaries (pickled by the engine) intact."""
+
+    @pytest.mark.parametrize("cls", [ExecutorError, WorkerLostError, ClusterLostError])
+    def test_they_pickle_with_their_context(self, cls: type[ExecutorError]) -> None:
+        import pickle
+
+        err = cls("worker gone", routine_id="fetch", executor="dask")
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is cls
+        assert (str(back), back.routine_id, back.executor) == ("worker gone", "fetch", "dask")
+
+    def test_remote_logic_error_keeps_the_remote_type(self) -> None:
+        import pickle
+
+        err = RemoteLogicError("boom", routine_id="r", executor="dask", remote_type="x.Y")
+        back = pickle.loads(pickle.dumps(err))
+        assert (back.remote_type, back.routine_id, str(back)) == ("x.Y", "r", "boom")

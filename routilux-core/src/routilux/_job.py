@@ -426,6 +426,7 @@ class Job:
         unlocked_record = timeout is None and self.maxc[ri] == 1
         durable = self.durable
         ctx = ActivationContext(self, ri, plan.routines[ri])
+        remote = self.runtime._remote  # None: logic runs here (the thread pool's fast path)
         token = CURRENT.set(ctx)
         ran = 0
         try:
@@ -438,7 +439,10 @@ class Job:
                 err: BaseException | None = None
                 t0 = time.perf_counter()
                 try:
-                    logic(act.slot_data, act.message, state)
+                    if remote is None:
+                        logic(act.slot_data, act.message, state)
+                    else:
+                        remote.run(self, ri, act, ctx)
                 except BaseException as exc:
                     err = exc
                 t1 = time.perf_counter()

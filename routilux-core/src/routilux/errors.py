@@ -14,16 +14,19 @@ from typing import Any
 
 __all__ = [
     "ActivationPolicyError",
+    "ClusterLostError",
     "ConfigurationError",
     "DuplicateRoutineError",
     "EmitOutsideActivationError",
     "EntryError",
+    "ExecutorError",
     "FlowValidationError",
     "IllegalTransitionError",
     "JobNotAcceptingWorkError",
     "JobTimeoutError",
     "PauseTimeoutError",
     "QueueFullError",
+    "RemoteLogicError",
     "RoutiluxError",
     "RoutineTimeoutError",
     "RuntimeClosedError",
@@ -39,6 +42,7 @@ __all__ = [
     "UnknownSlotError",
     "UnknownTypeError",
     "WiringError",
+    "WorkerLostError",
 ]
 
 
@@ -266,3 +270,67 @@ class StoreResumeError(StoreError):
     def __init__(self, message: str, *, job_id: str, path: str | None = None) -> None:
         super().__init__(message, path=path)
         self.job_id = job_id
+
+
+class ExecutorError(RoutiluxError, RuntimeError):
+    """An executor could not run an activation (see :mod:`routilux.executors`).
+
+    ``routine_id`` names the routine whose activation was affected, ``executor`` the executor's
+    name (for example ``"dask"``).
+    """
+
+    def __init__(self, message: str, *, routine_id: str | None, executor: str) -> None:
+        super().__init__(message)
+        self.routine_id = routine_id
+        self.executor = executor
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_executor_error, (type(self), str(self), self.routine_id, self.executor))
+
+
+def _rebuild_executor_error(
+    cls: type[ExecutorError], message: str, routine_id: str | None, executor: str
+) -> ExecutorError:
+    return cls(message, routine_id=routine_id, executor=executor)
+
+
+class WorkerLostError(ExecutorError):
+    """The remote worker running an activation went away before it answered.
+
+    The activation may or may not have run: its error handler decides (RETRY re-runs it, so
+    remote execution is at-least-once). Retryable by default (``retryable_exceptions`` is
+    ``(Exception,)`` unless narrowed).
+    """
+
+
+class ClusterLostError(ExecutorError):
+    """The remote cluster itself is unreachable (scheduler gone, client closed).
+
+    Not handed to the error handler: the executor's ``on_cluster_lost`` setting decides whether
+    the job fails with this error or pauses until it is resumed.
+    """
+
+
+class RemoteLogicError(ExecutorError):
+    """Routine logic raised on a remote worker an exception that could not be sent back as
+    itself (it does not pickle); the message carries its type, text and remote traceback."""
+
+    def __init__(
+        self, message: str, *, routine_id: str | None, executor: str, remote_type: str = ""
+    ) -> None:
+        super().__init__(message, routine_id=routine_id, executor=executor)
+        self.remote_type = remote_type
+
+    def __reduce__(self) -> Any:
+        return (
+            _rebuild_remote_logic_error,
+            (str(self), self.routine_id, self.executor, self.remote_type),
+        )
+
+
+def _rebuild_remote_logic_error(
+    message: str, routine_id: str | None, executor: str, remote_type: str
+) -> RemoteLogicError:
+    return RemoteLogicError(
+        message, routine_id=routine_id, executor=executor, remote_type=remote_type
+    )

@@ -275,6 +275,12 @@ def _install_builtins(types: TypeRegistry) -> None:
 
     types.policies.register(ap.CustomPolicy.name, custom)
     _install_sinks(types)
+    from .executors import ThreadExecutor
+
+    def threads() -> ThreadExecutor:
+        return ThreadExecutor()
+
+    types.executors.register(ThreadExecutor.name, threads)
     types.error_handlers.register("error_handler", ErrorHandler)
     builtin_exceptions: list[type[BaseException]] = [
         BaseException, Exception, ArithmeticError, AssertionError, AttributeError,

@@ -18,6 +18,7 @@ from ._activation import Activation, YieldingLock
 from ._async import DEFAULT_ASYNC_CONCURRENCY, AsyncEngine, NotifyingCondition, await_condition
 from ._durable import DurableJob, flow_document
 from ._job import Job
+from ._remote import RemoteDispatch, resolve_executor
 from ._timers import TimerWheel
 from .clock import Clock, SystemClock
 from .error_handling import CustomErrorStrategy
@@ -102,6 +103,11 @@ class Runtime:
             the ``routilux_tracking_sinks`` hook. Jobs are tracked only while a sink is
             attached (docs/tracking.md).
         tracking_queue_size: records the tracking channel queues before it drops new ones.
+        executor: where routine logic runs: None or ``"threads"`` (the default: on this
+            runtime's worker threads), an :class:`~routilux.executors.Executor` instance, a
+            registered executor name or ``(name, {options})`` (``("dask", {...})`` with
+            ``routilux-dask``). With a remote executor the worker threads only dispatch:
+            routing, policies, error handling and the job state stay here (docs/dask.md).
         async_concurrency: activations of async routines (``async def`` logic) this runtime
             runs at once on its event loop, whatever ``thread_pool_size`` is; the others wait
             their turn in order (docs/async.md).
@@ -126,6 +132,7 @@ class Runtime:
         disabled_plugins: Iterable[str] | None = None,
         tracking_sinks: Iterable[Any] | None = None,
         tracking_queue_size: int = DEFAULT_QUEUE_SIZE,
+        executor: Any = None,
         async_concurrency: int = DEFAULT_ASYNC_CONCURRENCY,
         store: Any = None,
     ) -> None:
@@ -184,6 +191,12 @@ class Runtime:
             raise ConfigurationError(
                 f"tracking_queue_size must be an integer >= 2, got {tracking_queue_size!r}"
             )
+        self._remote: RemoteDispatch | None = None
+        remote = resolve_executor(executor, self.plugin_manager.registry)
+        if remote is not None:
+            self._remote = RemoteDispatch(remote, self.plugin_manager.registry)
+            if thread_pool_size is None and remote.dispatch_threads:
+                self.thread_pool_size = remote.dispatch_threads
         self.tracking = TrackingHub(queue_size=tracking_queue_size)
         """This runtime's tracking channel: attach sinks here (see docs/tracking.md)."""
         for spec in tracking_sinks or ():
@@ -196,6 +209,8 @@ class Runtime:
         self._resume_pids: dict[str, tuple[dict[int, int], int]] = {}
         if store is not None:
             self._store, self._own_store = _build_store(store, self.plugin_manager.registry)
+        if self._remote is not None:
+            self._remote.executor.start(self)
         self._call_hook("routilux_runtime_started")
 
     @property
@@ -348,6 +363,8 @@ class Runtime:
             raise RuntimeClosedError("the runtime is shut down; create a new Runtime")
         flow, name = self._resolve(flow_name)
         plan = flow.plan()
+        if self._remote is not None:
+            self._remote.specs(plan)  # a routine that cannot be rebuilt remotely fails here
         if entry_params is not None and not isinstance(entry_params, Mapping):
             raise ConfigurationError(
                 f"entry_params must be a dict of parameters, got {type(entry_params).__name__}"
@@ -713,6 +730,8 @@ class Runtime:
         for job in jobs:
             if not job.settled and not job.paused:
                 control.cancel(job)
+        if self._remote is not None:  # wakes dispatchers still waiting on remote work
+            self._remote.executor.shutdown(wait)
         workers = self._workers
         for _ in workers:
             self._queue.put(None)
