@@ -140,6 +140,12 @@ class Runtime:
             self.tracking.add_sink(sink)
         self._call_hook("routilux_runtime_started")
 
+    @property
+    def flow_registry(self) -> FlowRegistry:
+        """Where this runtime looks flow names up (``exec``/``post``): the registry given to
+        the constructor, else the process-wide ``FlowRegistry.get_instance()``."""
+        return self._flow_registry or FlowRegistry.get_instance()
+
     def _call_hook(self, name: str) -> None:
         """Call every implementation of a lifecycle hook; one raising never stops the others
         (nor the runtime): it is logged."""
@@ -256,8 +262,7 @@ class Runtime:
             return flow, flow.flow_id
         if not isinstance(flow, str):
             raise ConfigurationError(f"expected a flow name or a Flow, got {flow!r}")
-        registry = self._flow_registry or FlowRegistry.get_instance()
-        return registry.get(flow), flow
+        return self.flow_registry.get(flow), flow
 
     def exec(
         self,
