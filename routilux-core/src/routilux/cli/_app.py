@@ -71,6 +71,7 @@ Examples:
   routilux validate flow.yaml                     list every problem of a file
   routilux graph flow.yaml --format mermaid       draw the flow
   routilux plugins                                installed routine packs
+  routilux serve --flows flows/                   HTTP API (needs routilux-server)
 
 Run "routilux COMMAND --help" for a command's options.""",
 )
@@ -273,3 +274,11 @@ def plugins(as_json: bool) -> None:
     for b in broken:
         console.print(f"[red]broken[/red] {b['name']}: {b['error']}", markup=True)
 
+
+
+# Commands that need the routilux-server pack (imported only when they run).
+from ._server import jobs as _jobs  # noqa: E402
+from ._server import serve as _serve  # noqa: E402
+
+cli.add_command(_serve)
+cli.add_command(_jobs)

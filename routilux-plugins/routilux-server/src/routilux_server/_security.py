@@ -243,7 +243,7 @@ class SecurityMiddleware:
                 raise AuthError(403, "invalid_token", "Authorization must be 'Bearer <token>'")
             token = value.strip()
         elif websocket:
-            for proto in _subprotocols(headers):
+            for proto in _subprotocols(scope):
                 if proto.startswith(TOKEN_SUBPROTOCOL_PREFIX):
                     token = proto[len(TOKEN_SUBPROTOCOL_PREFIX):]
                     break
@@ -324,7 +324,7 @@ class SecurityMiddleware:
         state = scope.setdefault("state", {})
         state["principal"] = principal
         state["subprotocol"] = (
-            SUBPROTOCOL if SUBPROTOCOL in _subprotocols(_headers(scope)) else None
+            SUBPROTOCOL if SUBPROTOCOL in _subprotocols(scope) else None
         )
         replayed = False
 
@@ -338,9 +338,13 @@ class SecurityMiddleware:
         await self.app(scope, replay, send)
 
 
-def _subprotocols(headers: dict[str, str]) -> list[str]:
-    raw = headers.get("sec-websocket-protocol", "")
-    return [p.strip() for p in raw.split(",") if p.strip()]
+def _subprotocols(scope: Scope) -> list[str]:
+    """Every subprotocol the client offered (in one header or several)."""
+    out = [str(p) for p in scope.get("subprotocols", ())]  # the ASGI field
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"sec-websocket-protocol":
+            out.extend(p.strip() for p in value.decode("latin-1").split(",") if p.strip())
+    return list(dict.fromkeys(out))
 
 
 async def _send_error(send: Send, exc: AuthError, prefix: str = "") -> None:

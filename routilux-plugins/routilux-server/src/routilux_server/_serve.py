@@ -79,7 +79,7 @@ def build_server(
         app,
         host=host,
         port=port,
-        ws="websockets-sansio",
+        ws="wsproto",
         ws_max_size=settings.max_ws_message_bytes,
         log_level=log_level,
         proxy_headers=False,
