@@ -12,12 +12,13 @@ from fastapi.routing import APIRoute, APIWebSocketRoute
 from routilux_server import ServerConfigError, ServerSettings, check_bind
 from routilux_server._security import (
     PUBLIC_PATHS,
+    PUBLIC_PREFIXES,
     SUBPROTOCOL,
     TOKEN_SUBPROTOCOL_PREFIX,
     Authenticator,
     RateLimiter,
 )
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
@@ -48,6 +49,7 @@ class TestAuthMatrix:
         values = {"name": "double", "job_id": job.job_id, "flow": "double"}
         rows: list[tuple[str, str]] = []
         public: set[str] = set()
+        mounts: set[str] = set()
         routes = list(live.app.routes)
         # destructive routes last, so the others still find the flow and the job
         routes.sort(key=lambda r: "DELETE" in (getattr(r, "methods", None) or ()))
@@ -76,10 +78,16 @@ class TestAuthMatrix:
                 for method in sorted(route.methods or ()):
                     r = httpx.request(method, live.base_url + route.path)
                     assert r.status_code == 200, (method, route.path)
+            elif isinstance(route, Mount):  # the dashboard's static files: public, GET only
+                assert route.path + "/" in PUBLIC_PREFIXES, route.path
+                r = httpx.get(live.base_url + route.path + "/js/main.js")
+                assert r.status_code == 200, route.path
+                mounts.add(route.path)
             else:  # pragma: no cover - a new kind of route must be added to the matrix
                 pytest.fail(f"route kind {type(route).__name__} not covered: {route}")
         # every route is in the matrix or in the documented public set, nothing else
         assert public == set(PUBLIC_PATHS)
+        assert {m + "/" for m in mounts} == set(PUBLIC_PREFIXES)
         expected = {(m, r.path) for r in live.app.routes if isinstance(r, APIRoute)
                     for m in r.methods}
         expected |= {("WS", r.path) for r in live.app.routes

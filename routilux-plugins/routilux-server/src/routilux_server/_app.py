@@ -13,7 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from routilux import Runtime, __version__
 from routilux.monitoring.flow_registry import FlowRegistry
 
-from . import _api, _ws
+from . import _api, _dashboard, _ws
 from ._adapter import RuntimeAdapter
 from ._errors import install_error_handlers
 from ._live import LiveSink
@@ -98,6 +98,8 @@ def create_app(
     # The routes are added as they are (not through include_router), so ``app.routes`` lists
     # every route: the auth matrix test is generated from it.
     app.router.routes.extend([*_api.router.routes, *_ws.router.routes])
+    if settings.dashboard:
+        app.router.routes.extend(_dashboard.routes())
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(SecurityMiddleware, settings=settings, authenticator=auth,
                        limiter=limiter, refused=refused)

@@ -26,6 +26,7 @@ from ._settings import ServerSettings, is_loopback
 
 __all__ = [
     "PUBLIC_PATHS",
+    "PUBLIC_PREFIXES",
     "SUBPROTOCOL",
     "TOKEN_SUBPROTOCOL_PREFIX",
     "AuthError",
@@ -42,8 +43,12 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-PUBLIC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json"})
-"""Served without a key: the API description and its viewer (they hold no runtime data)."""
+PUBLIC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json", "/"})
+"""Served without a key: the API description and its viewer, and the dashboard's page (they
+hold no runtime data)."""
+
+PUBLIC_PREFIXES = ("/ui/",)
+"""Paths under these are served without a key: the dashboard's scripts and styles."""
 
 SUBPROTOCOL = "routilux.v1"
 """The WebSocket subprotocol the server speaks (browsers offer it with a token)."""
@@ -280,7 +285,8 @@ class SecurityMiddleware:
         """The principal, None for a public path; AuthError when refused."""
         headers = _headers(scope)
         path = scope.get("path", "")
-        if not websocket and path in PUBLIC_PATHS and scope.get("method") in _SAFE_METHODS:
+        if not websocket and scope.get("method") in _SAFE_METHODS and (
+                path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)):
             self._limit(f"addr:{_client_host(scope)}")
             return None
         try:

@@ -109,6 +109,8 @@ class ServerSettings:
             ``GET /api/jobs/{id}/trace``.
         trace_jobs: jobs whose records are kept (least recently active forgotten first).
         max_wait: longest ``GET /api/jobs/{id}/wait`` may block, in seconds.
+        dashboard: serve the web dashboard at ``/`` (docs/dashboard.md). Its files are
+            public; everything it shows comes from the API with the user's key.
     """
 
     api_keys: tuple[str, ...] = attrs.field(
@@ -127,6 +129,7 @@ class ServerSettings:
     job_trace_size: int = attrs.field(default=2_000, validator=_positive)
     trace_jobs: int = attrs.field(default=1_000, validator=_positive)
     max_wait: float = attrs.field(default=30.0, validator=_positive)
+    dashboard: bool = True
 
     def __attrs_post_init__(self) -> None:
         if not self.api_keys and not self.insecure_no_auth:
