@@ -309,7 +309,7 @@ def test_flow_graph_then_a_job_started_from_the_page_completes_live(
     for rid in ("steps", "square", "keep"):
         assert page.locator(f'g.node[data-routine="{rid}"]').get_attribute("data-status") == \
             "completed"
-    assert "ok 40" in page.locator('g.node[data-routine="square"] .node-stats').text_content()
+    assert "ok 40" in page.locator('g.node[data-routine="square"] .node-stats').first.text_content()
     timeline = page.locator("#timeline li")
     assert timeline.first.get_attribute("data-kind") == "job.finished"
     # the WebSocket carried no key: a token in the subprotocol, the key nowhere in the URL
@@ -472,10 +472,14 @@ def test_layout_fits_the_window(page: Any, server: LiveServer, size: tuple[int, 
         assert overflow <= 0, (target, overflow)
     page.goto(f"{server.base_url}/#/jobs/{job.job_id}")
     wait_status(page, "completed")
-    side = page.locator(".job-side").bounding_box()
-    main_col = page.locator(".job-main").bounding_box()
-    assert side is not None and main_col is not None
-    if width < 900:  # one column: the side panel comes below the graph
-        assert side["y"] >= main_col["y"] + main_col["height"] - 1
+    # both boxes measured at the same moment
+    main_col, side = page.evaluate("""() => ['.job-main', '.job-side'].map(sel => {
+        const r = document.querySelector(sel).getBoundingClientRect();
+        return {x: r.x, y: r.y, right: r.right, bottom: r.bottom}; })""")
+    if width < 900:  # one column: the timeline comes below the counters and the post form
+        assert side["y"] >= main_col["bottom"] - 1, (main_col, side)
     else:  # two columns side by side
-        assert side["x"] >= main_col["x"] + main_col["width"] - 1
+        assert side["x"] >= main_col["right"] - 1, (main_col, side)
+    # a graph wider than the window scrolls inside its own box, which fits the window
+    box = page.locator(".graph-scroll").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width

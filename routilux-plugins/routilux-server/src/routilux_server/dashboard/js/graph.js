@@ -3,12 +3,13 @@
 
 import { s } from "./dom.js";
 
-const NODE_W = 230;
-const GAP_X = 90;
+const NODE_W = 196;
+const GAP_X = 56;
 const GAP_Y = 28;
 const HEAD = 62;
 const ROW = 18;
-const STATS = 22;
+const STATS = 34;
+const MIN_SCALE = 0.7;
 const PAD = 16;
 
 /** Layers and order of the nodes. nodes: ids; edges: [source, target] pairs. */
@@ -146,11 +147,14 @@ export function drawFlow(flow, { stats = false, title } = {}) {
     class: "flow-graph",
     xmlns: "http://www.w3.org/2000/svg",
     viewBox: `0 0 ${width} ${height}`,
-    width,
-    height,
     role: "img",
     "aria-label": title || `Graph of flow ${flow.name}: ${ids.length} routines, ${flow.connections.length} connections`,
   });
+  // as wide as the room it has, down to MIN_SCALE of its natural size; then it scrolls
+  svg.style.width = "100%";
+  svg.style.maxWidth = `${width}px`;
+  svg.style.minWidth = `${Math.round(width * MIN_SCALE)}px`;
+  svg.style.height = "auto";
   svg.append(s("defs", null,
     s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "9", refY: "5", markerWidth: "7", markerHeight: "7", orient: "auto-start-reverse" },
       s("path", { d: "M0,0 L10,5 L0,10 z", class: "arrow-head" }))));
@@ -194,26 +198,29 @@ export function drawFlow(flow, { stats = false, title } = {}) {
     if (r.error_handler) tip.push(handlerText(r.error_handler));
     g.append(s("title", null, tip.join("\n")));
     g.append(s("rect", { class: "node-box", x: b.x, y: b.y, width: b.w, height: b.h, rx: 6 }));
-    g.append(s("text", { class: "node-id", x: b.x + 10, y: b.y + 18 }, clip(n, 26)));
+    g.append(s("text", { class: "node-id", x: b.x + 10, y: b.y + 18 }, clip(n, 20)));
     const statusText = s("text", { class: "node-status", x: b.x + b.w - 10, y: b.y + 18, "text-anchor": "end" }, stats ? "idle" : "");
     g.append(statusText);
-    g.append(s("text", { class: "node-type", x: b.x + 10, y: b.y + 34 }, clip(r.type, 32)));
-    g.append(s("text", { class: "node-policy", x: b.x + 10, y: b.y + 50 }, clip(`${policyText(r)}${r.error_handler ? ` · ${handlerText(r.error_handler).replace("on error: ", "err: ")}` : ""}`, 34)));
+    g.append(s("text", { class: "node-type", x: b.x + 10, y: b.y + 34 }, clip(r.type, 28)));
+    g.append(s("text", { class: "node-policy", x: b.x + 10, y: b.y + 50 }, clip(`${policyText(r)}${r.error_handler ? ` · ${handlerText(r.error_handler).replace("on error: ", "err: ")}` : ""}`, 29)));
     g.append(s("line", { class: "node-sep", x1: b.x, x2: b.x + b.w, y1: b.y + HEAD - 6, y2: b.y + HEAD - 6 }));
     r.slots.forEach((slot, i) => {
       const y = b.y + HEAD + i * ROW + ROW / 2;
       g.append(s("circle", { class: "port slot", cx: b.x, cy: y, r: 4 }));
-      g.append(s("text", { class: "port-label", x: b.x + 9, y: y + 4 }, clip(slot, 16)));
+      g.append(s("text", { class: "port-label", x: b.x + 9, y: y + 4 }, clip(slot, 13)));
     });
     Object.keys(r.events).forEach((ev, i) => {
       const y = b.y + HEAD + i * ROW + ROW / 2;
       g.append(s("circle", { class: "port event", cx: b.x + b.w, cy: y, r: 4 }));
-      g.append(s("text", { class: "port-label", x: b.x + b.w - 9, y: y + 4, "text-anchor": "end" }, clip(ev, 16)));
+      g.append(s("text", { class: "port-label", x: b.x + b.w - 9, y: y + 4, "text-anchor": "end" }, clip(ev, 13)));
     });
     let statsText = null;
     if (stats) {
-      statsText = s("text", { class: "node-stats", x: b.x + 10, y: b.y + b.h - 8 }, "");
-      g.append(statsText);
+      statsText = [
+        s("text", { class: "node-stats", x: b.x + 10, y: b.y + b.h - 22 }, ""),
+        s("text", { class: "node-stats", x: b.x + 10, y: b.y + b.h - 8 }, ""),
+      ];
+      g.append(...statsText);
     }
     svg.append(g);
     nodeEls.set(n, { g, statusText, statsText });
@@ -228,7 +235,8 @@ export function drawFlow(flow, { stats = false, title } = {}) {
       el.g.dataset.status = st.status;
       el.statusText.textContent = st.status;
       if (el.statsText) {
-        el.statsText.textContent = `q ${st.queued} · run ${st.running} · ok ${st.completed} · err ${st.errors}${st.skipped ? ` · skip ${st.skipped}` : ""} · retry ${st.retries}`;
+        el.statsText[0].textContent = `queued ${st.queued} · run ${st.running} · ok ${st.completed}`;
+        el.statsText[1].textContent = `err ${st.errors} · skip ${st.skipped} · retry ${st.retries}`;
       }
     }
   }

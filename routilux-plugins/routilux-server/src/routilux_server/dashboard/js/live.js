@@ -23,7 +23,8 @@ export class JobModel {
     this.summary = summary;
     this.status = summary.status;
     this.errorRoutine = summary.error_routine;
-    this.startTs = null;
+    // timeline times are seconds since the job started
+    this.startTs = summary.started_at ? Date.parse(summary.started_at) / 1000 : null;
     this.finished = false;
   }
 
@@ -102,9 +103,9 @@ export class JobModel {
     return true;
   }
 
-  /** Counters from GET /metrics and /state: used once the stream has ended (they then agree
+  /** Counters from GET /metrics: used once the stream has ended (they then agree
    * with it) and all along for a job whose first records the server no longer had. */
-  reconcile(metrics, state) {
+  reconcile(metrics) {
     for (const [rid, m] of Object.entries(metrics.routines || {})) {
       const r = this.r(rid);
       r.completed = m.successes ?? r.completed;
@@ -113,12 +114,9 @@ export class JobModel {
       r.retries = m.retries ?? r.retries;
       r.running = (metrics.running || {})[rid] ?? 0;
     }
-    if (state) {
-      for (const rid of Object.keys(this.routines)) {
-        const slots = (state.pending || {})[rid] || {};
-        this.routines[rid].queued = Object.values(slots).reduce((a, p) => a + p.length, 0);
-      }
-    }
+    const depths = metrics.queue_depths || {};
+    for (const rid of Object.keys(this.routines)) this.routines[rid].queued = 0;
+    for (const [where, depth] of Object.entries(depths)) this.r(routineOf(where)).queued += depth;
   }
 
   statusOf(rid) {
@@ -149,6 +147,13 @@ export class JobModel {
   }
 }
 
+/** "Type: message", without repeating the type when the message already starts with it. */
+export function errorText(type, message) {
+  const text = String(message ?? "");
+  if (!type || text.startsWith(`${type}:`)) return text;
+  return `${type}: ${text}`;
+}
+
 /** One line describing a record for the timeline. */
 export function describe(rec) {
   switch (rec.kind) {
@@ -157,17 +162,17 @@ export function describe(rec) {
     case "job.resumed": return "job resumed";
     case "job.cancelled": return "job cancelled";
     case "job.finished":
-      return `job ${rec.status}${rec.error ? `: ${rec.error_type}: ${rec.error}` : ""}`;
+      return `job ${rec.status}${rec.error ? `: ${errorText(rec.error_type, rec.error)}` : ""}`;
     case "activation.started":
       return `${rec.routine} #${rec.activation} started${rec.attempt ? ` (retry ${rec.attempt})` : ""}`;
     case "activation.finished":
       return `${rec.routine} #${rec.activation} finished`;
     case "activation.failed":
-      return `${rec.routine} #${rec.activation} failed: ${rec.error_type}: ${rec.error}`;
+      return `${rec.routine} #${rec.activation} failed: ${errorText(rec.error_type, rec.error)}`;
     case "activation.retried":
-      return `${rec.routine} #${rec.activation} will retry in ${rec.delay} s: ${rec.error_type}: ${rec.error}`;
+      return `${rec.routine} #${rec.activation} will retry in ${rec.delay} s: ${errorText(rec.error_type, rec.error)}`;
     case "activation.skipped":
-      return `${rec.routine} #${rec.activation} skipped its input: ${rec.error_type}: ${rec.error}`;
+      return `${rec.routine} #${rec.activation} skipped its input: ${errorText(rec.error_type, rec.error)}`;
     case "payload.emitted":
       return `${rec.routine}.${rec.event} → ${rec.targets.join(", ") || "(no target)"}`;
     case "payload.enqueued":

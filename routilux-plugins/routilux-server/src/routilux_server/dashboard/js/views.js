@@ -3,7 +3,7 @@
 import { api, ApiError, clearKey, getKey, openSocket, setKey } from "./api.js";
 import { clear, fmtDuration, fmtTime, h, statusBadge, table } from "./dom.js";
 import { drawFlow } from "./graph.js";
-import { describe, JobModel } from "./live.js";
+import { describe, errorText, JobModel } from "./live.js";
 
 const JOB_STATUSES = ["pending", "running", "idle", "paused", "completed", "failed", "cancelled"];
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
@@ -196,7 +196,7 @@ export async function jobsView(main, { query }) {
           h("td", null, j.flow_id), h("td", null, statusBadge(j.status)),
           h("td", null, fmtTime(j.created_at)),
           h("td.num", null, fmtDuration(seconds(j.started_at, j.finished_at))),
-          h("td", null, j.error ? `${j.error_type}: ${j.error}` : "")))));
+          h("td", null, j.error ? errorText(j.error_type, j.error) : "")))));
     }
     const nav = h("div.pager");
     if (offset > 0) nav.append(h("button", { type: "button", on: { click: () => go({ offset: String(Math.max(0, offset - limit)) }) } }, "Newer"));
@@ -387,13 +387,13 @@ export async function jobView(main, { id }) {
     if (jobFailed && (summary.error || model.errorRoutine)) {
       errorPanel.append(h("div.job-error", { role: "alert" },
         h("p", null, h("strong", null, `The job failed in ${summary.error_routine || model.errorRoutine || "?"}: `),
-          `${summary.error_type || ""}: ${summary.error || ""}`),
+          errorText(summary.error_type, summary.error)),
         traceback ? h("details#traceback", { open: true }, h("summary", null, "Traceback"), h("pre", null, traceback)) : null));
     }
     if (failed.length) {
       errorPanel.append(h("ul.routine-errors", null, failed.map(([rid, r]) => h("li", { dataset: { routine: rid } },
         h("strong", null, rid), ` (${r.lastError.skipped ? "input skipped" : r.lastError.retried ? "retrying" : "failed"}): `,
-        `${r.lastError.type}: ${r.lastError.message}`))));
+        errorText(r.lastError.type, r.lastError.message)))));
     }
   }
 
@@ -401,13 +401,15 @@ export async function jobView(main, { id }) {
     summary = await api(`/jobs/${encodeURIComponent(id)}`);
     if (TERMINAL.has(summary.status)) model.status = summary.status;
     if (summary.error_routine) model.errorRoutine = summary.error_routine;
-    const [metrics, state] = await Promise.all([
-      api(`/jobs/${encodeURIComponent(id)}/metrics`),
-      api(`/jobs/${encodeURIComponent(id)}/state`),
-    ]);
     // exact once the stream's job.finished was folded in, or when the stream was partial
-    if (counters && (model.finished || model.truncated)) model.reconcile(metrics, state);
-    traceback = state.error_traceback || null;
+    if (counters && (model.finished || model.truncated)) {
+      model.reconcile(await api(`/jobs/${encodeURIComponent(id)}/metrics`));
+    }
+    if (summary.status === "failed" && traceback === null) {
+      // the full state (with the traceback) only for a failed job: it can be large
+      const state = await api(`/jobs/${encodeURIComponent(id)}/state`);
+      traceback = state.error_traceback || "";
+    }
     schedule();
   }
 
