@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import queue
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -94,3 +96,90 @@ def make_server() -> Iterator[Callable[..., LiveServer]]:
 @pytest.fixture
 def live(make_server: Callable[..., LiveServer]) -> LiveServer:
     return make_server()
+
+
+@attrs.define
+class ServedProcess:
+    """``routilux serve`` running in a child process."""
+
+    base_url: str
+    ws_url: str
+    process: Any
+    log: list[str]
+    reader: threading.Thread
+
+    def stop(self) -> None:
+        import signal
+
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(15)
+        except Exception:
+            self.process.kill()
+            self.process.wait(5)
+        self.reader.join(5)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def serve_subprocess(flows_dir: Any, *args: str, env: dict[str, str] | None = None
+                     ) -> ServedProcess:
+    """Start ``routilux serve --port 0 --flows DIR ...`` and read the port it bound."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    environ = {**os.environ, "ROUTILUX_API_KEY": KEY, **(env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "routilux.cli", "serve", "--port", "0", "--flows", str(flows_dir),
+         "--log-level", "info", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environ,
+    )
+    assert proc.stdout is not None
+    log: list[str] = []
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        for line in proc.stdout or ():
+            log.append(line)
+            lines.put(line)
+        lines.put(None)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    port = None
+    deadline = time.monotonic() + 30
+    while port is None:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            line = None
+        if line is None:  # exited, or silent for 30 s
+            proc.kill()
+            proc.wait(10)
+            raise AssertionError("routilux serve did not start:\n" + "".join(log))
+        m = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
+        if m:
+            port = int(m.group(1))
+    return ServedProcess(base_url=f"http://127.0.0.1:{port}", ws_url=f"ws://127.0.0.1:{port}",
+                         process=proc, log=log, reader=reader)
+
+
+@pytest.fixture
+def served(tmp_path: Any) -> Iterator[Callable[..., ServedProcess]]:
+    import json
+
+    started: list[ServedProcess] = []
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "double.json").write_text(json.dumps(DOUBLE))
+
+    def start(*args: str, env: dict[str, str] | None = None) -> ServedProcess:
+        s = serve_subprocess(flows, *args, env=env)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()

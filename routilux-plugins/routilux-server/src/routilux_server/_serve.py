@@ -63,6 +63,7 @@ def build_server(
     flows_dir: str | os.PathLike[str] | None = None,
     workers: int | None = None,
     log_level: str = "info",
+    access_log: bool = True,
 ) -> Any:
     """A configured ``uvicorn.Server`` (not started), after the bind check."""
     import uvicorn
@@ -82,6 +83,7 @@ def build_server(
         ws="wsproto",
         ws_max_size=settings.max_ws_message_bytes,
         log_level=log_level,
+        access_log=access_log,
         proxy_headers=False,
         server_header=False,
         lifespan="on",
