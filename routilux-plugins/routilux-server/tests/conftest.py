@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,7 +12,7 @@ import attrs
 import pytest
 from routilux import Runtime
 from routilux.monitoring.flow_registry import FlowRegistry
-from routilux_server import ServerSettings, build_server
+from routilux_server import ServerSettings, bind_socket, build_server
 from routilux_server.client import RoutiluxClient
 from routilux_testing import wait_for
 
@@ -63,9 +62,7 @@ def start_server(settings: ServerSettings, *, flows: dict[str, dict[str, Any]] |
         runtime.flow_registry.register_by_name(name, flow_from_dict(doc))
     server = build_server(host="127.0.0.1", port=0, settings=settings, runtime=runtime,
                           log_level="warning")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = bind_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
                               name="uvicorn-test")
