@@ -192,7 +192,9 @@ class TestGraph:
 
 
 class TestHelp:
-    @pytest.mark.parametrize("command", [[], ["run"], ["validate"], ["graph"], ["plugins"]])
+    @pytest.mark.parametrize(
+        "command", [[], ["run"], ["validate"], ["graph"], ["plugins"], ["serve"], ["jobs"]]
+    )
     def test_every_help_has_examples(self, command: list[str]) -> None:
         result = invoke(*command, "--help")
         assert result.exit_code == 0
@@ -203,9 +205,10 @@ class TestHelp:
         text = invoke("run", "--help").stdout
         assert "only" in text and "because you typed it on the command line" in text
 
-    def test_no_later_commands(self) -> None:
-        for name in ("jobs", "serve"):
-            assert invoke(name).exit_code == 2
+    def test_jobs_needs_a_server_url(self) -> None:
+        result = CliRunner().invoke(cli, ["jobs", "list"], prog_name="routilux",
+                                    env={"ROUTILUX_SERVER": None})
+        assert result.exit_code == 2 and "--server" in result.stderr
 
 
 class TestParams:

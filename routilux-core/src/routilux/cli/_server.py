@@ -67,10 +67,13 @@ Examples:
               help="Requests a client may send at once before --rate-limit applies.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option("--access-log/--no-access-log", default=True, show_default=True,
+              help="Log one line per request (at info level).")
 def serve(
     host: str, port: int, flows_dir: str | None, api_key_file: str | None,
     insecure_no_auth: bool, origins: tuple[str, ...], workers: int | None,
     max_body_bytes: int, rate_limit: float, rate_burst: int, log_level: str,
+    access_log: bool,
 ) -> None:
     """Serve the HTTP API and live WebSocket monitoring (needs routilux-server).
 
@@ -87,7 +90,7 @@ def serve(
         rate_burst=rate_burst,
     )
     pack.serve(host=host, port=port, settings=settings, flows_dir=flows_dir, workers=workers,
-               log_level=log_level)
+               log_level=log_level, access_log=access_log)
 
 
 def _echo_json(data: Any) -> None:

@@ -7,7 +7,7 @@
 
 from ._app import ServerContext, create_app
 from ._live import LiveSink
-from ._serve import build_server, check_bind, load_flows_dir, serve
+from ._serve import bind_socket, build_server, check_bind, load_flows_dir, serve
 from ._settings import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -27,6 +27,7 @@ __all__ = [
     "ServerContext",
     "ServerSettings",
     "__version__",
+    "bind_socket",
     "build_server",
     "check_bind",
     "create_app",
