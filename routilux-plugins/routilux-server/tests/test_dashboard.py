@@ -456,6 +456,53 @@ def test_keyboard_navigation(page: Any, server: LiveServer) -> None:
         assert page.get_by_role("button", name=name).evaluate("b => b.tagName") == "BUTTON"
 
 
+CONTRAST_JS = """() => {
+  const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    for (; el; el = el.parentElement) {
+      const c = rgb(getComputedStyle(el).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const out = [];
+  const sel = "main p, main td, main th, main label, main dt, main dd, main li, main button, "
+    + "main a, header a, header button, .badge, .hint, caption";
+  for (const el of document.querySelectorAll(sel)) {
+    if (!el.textContent.trim() || !el.getClientRects().length) continue;
+    const a = lum(rgb(getComputedStyle(el).color)), b = lum(background(el));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    out.push([el.tagName + "." + el.className, el.textContent.trim().slice(0, 30), ratio]);
+  }
+  return out;
+}"""
+
+
+def test_text_contrast_meets_wcag_aa(page: Any, server: LiveServer) -> None:
+    """Every visible text of the job view and the jobs list: at least 4.5:1 (WCAG AA)."""
+    login(page, server)
+    with server.client() as c:
+        job = c.start_job("broken", {"n": 1})
+    checked = 0
+    for target in (f"#/jobs/{job.job_id}", "#/jobs", "#/flows/pipeline"):
+        page.goto(f"{server.base_url}/{target}")
+        page.locator("main h1").wait_for()
+        page.wait_for_load_state("networkidle")
+        if target.startswith("#/jobs/"):
+            wait_status(page, "failed")
+            page.locator("#traceback").wait_for()
+        rows = page.evaluate(CONTRAST_JS)
+        assert all(isinstance(r[2], int | float) and r[2] >= 1.0 for r in rows), rows[:3]
+        low = [r for r in rows if r[2] < 4.5]
+        assert not low, (target, low)
+        checked += len(rows)
+    assert checked > 50
+
+
 @pytest.mark.parametrize("size", [(600, 900), (1280, 800)], ids=["narrow-600", "1280x800"])
 def test_layout_fits_the_window(page: Any, server: LiveServer, size: tuple[int, int]) -> None:
     width, height = size
