@@ -205,7 +205,10 @@ export async function jobsView(main, { query }) {
   };
   await load();
   // refresh while the page is open (the list has no stream of its own)
-  const timer = setInterval(() => { if (!document.hidden) load().catch(() => {}); }, 3000);
+  // (not while the keyboard focus is in the list: rebuilding it would lose the focus)
+  const timer = setInterval(() => {
+    if (!document.hidden && !results.contains(document.activeElement)) load().catch(() => {});
+  }, 3000);
   return () => clearInterval(timer);
 }
 
@@ -374,6 +377,7 @@ export async function jobView(main, { id }) {
   }
 
   let traceback = null;
+  let shownErrors = "";
   function renderErrors(st) {
     const failed = Object.entries(st).filter(([, r]) => r.lastError);
     const jobFailed = model.status === "failed";
@@ -381,6 +385,10 @@ export async function jobView(main, { id }) {
       errorPanel.hidden = true;
       return;
     }
+    // rebuilt only when it changes (keeps the focus and the traceback's open state)
+    const key = JSON.stringify([jobFailed, summary.error, traceback, failed]);
+    if (key === shownErrors) return;
+    shownErrors = key;
     clear(errorPanel);
     errorPanel.hidden = false;
     errorPanel.append(h("h2#error-title", null, "Errors"));
