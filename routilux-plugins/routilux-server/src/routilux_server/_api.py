@@ -89,7 +89,7 @@ def job_summary(state: JobState) -> JobSummary:
     return JobSummary(
         job_id=state.job_id,
         flow_id=state.flow_id,
-        status=state.status.value,  # type: ignore[arg-type]
+        status=state.status.value,
         created_at=state.created_at,
         started_at=state.started_at,
         finished_at=state.finished_at,
@@ -166,7 +166,7 @@ def _parse_document(body: bytes, content_type: str) -> Any:
         except (json.JSONDecodeError, RecursionError) as exc:
             raise ApiError(400, "bad_request", f"the body is not valid JSON: {exc}") from None
     if kind in ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"):
-        import yaml
+        import yaml  # type: ignore[import-untyped, unused-ignore]
 
         try:
             # Aliases would let a small document expand into a huge one: refused.
