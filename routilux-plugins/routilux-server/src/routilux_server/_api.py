@@ -421,8 +421,8 @@ async def job_logs(job_id: str, request: Request) -> JobLogs:
     state = await ctx.adapter.job(job_id)
 
     def read() -> JobLogs:
-        with state._lock:
-            shared, output = list(state.shared_log), list(state.output_log)
+        # copies of append-only lists: a consistent prefix even while the job appends
+        shared, output = list(state.shared_log), list(state.output_log)
         return JobLogs(job_id=job_id, shared_log=[_jsonable(v) for v in shared],
                        output_log=[{k: _jsonable(v) for k, v in o.items()} for o in output])
 
