@@ -228,7 +228,8 @@ async def create_flow(
                                    "the name (running jobs keep the old one).")] = False,
 ) -> FlowDetail:
     ctx = _ctx(request)
-    document = _parse_document(await request.body(), request.headers.get("content-type", ""))
+    document = await ctx.adapter.call(  # parsing up to max_body_bytes: off the event loop
+        _parse_document, await request.body(), request.headers.get("content-type", ""))
     types = ctx.runtime.plugin_manager.registry
 
     def build() -> FlowDetail:
@@ -250,7 +251,8 @@ async def create_flow(
              openapi_extra=_DOCUMENT_BODY)
 async def validate_flow(request: Request) -> ValidationResult:
     ctx = _ctx(request)
-    document = _parse_document(await request.body(), request.headers.get("content-type", ""))
+    document = await ctx.adapter.call(  # parsing up to max_body_bytes: off the event loop
+        _parse_document, await request.body(), request.headers.get("content-type", ""))
     types = ctx.runtime.plugin_manager.registry
     issues = await ctx.adapter.call(validate_flow_document, document, types)
     return ValidationResult(
@@ -406,7 +408,7 @@ async def job_history(
             summary="The job's tracking records (what the WebSocket streams), oldest first")
 async def job_trace(job_id: str, request: Request) -> JobTrace:
     ctx = _ctx(request)
-    records = ctx.sink.trace(job_id)
+    records = await ctx.adapter.call(ctx.sink.trace, job_id)
     if records is None:
         await ctx.adapter.job(job_id)  # 404 if the runtime does not know it either
         records = []
