@@ -347,6 +347,9 @@ class TestDiscovery:
                 registry.exceptions.register("tests.Oops", LookupError)
                 registry.error_strategies.register("tests.any", Decide(ErrorStrategy.SKIP))
                 registry.codecs.register(Point, lambda p: [], lambda v: Point(), "tests.point")
+                registry.tracking_sinks.register("tests.sink", lambda **o: Point())
+                registry.stores.register("tests.store", lambda **o: Point())
+                registry.executors.register("tests.executor", lambda **o: Point())
 
         [info] = fresh_manager(load_entry_points=False, plugins=[RegistersEverything()]).plugins()
         assert info.registered == {
@@ -354,6 +357,9 @@ class TestDiscovery:
             "predicates": ["tests.always"],
             "exceptions": ["tests.Oops"],
             "error_strategies": ["tests.any"],
+            "tracking_sinks": ["tests.sink"],
+            "stores": ["tests.store"],
+            "executors": ["tests.executor"],
             "codecs": ["tests.point"],
         }
         assert (info.distribution, info.version) == (None, None)

@@ -38,7 +38,9 @@ def routilux_register_types(registry: TypeRegistry) -> None:
     Called once per plugin manager, for every plugin, right after plugins are loaded and before
     any flow is compiled or loaded. Use ``registry.routines.register(name, cls)``,
     ``registry.policies.register(name, factory)``, ``registry.predicates``,
-    ``registry.exceptions``, ``registry.codecs`` and ``registry.error_strategies``. Every
+    ``registry.exceptions``, ``registry.codecs``, ``registry.error_strategies``,
+    ``registry.tracking_sinks``, ``registry.stores`` (durable job-store factories) and
+    ``registry.executors`` (activation-executor factories). Every
     implementation is called; return values are ignored. An implementation that raises is
     reported as a broken plugin (``PluginLoadError``) and the other plugins still register.
     """

@@ -67,7 +67,14 @@ class PluginInfo:
 
 
 _KINDS = (
-    "routines", "policies", "predicates", "exceptions", "error_strategies", "tracking_sinks"
+    "routines",
+    "policies",
+    "predicates",
+    "exceptions",
+    "error_strategies",
+    "tracking_sinks",
+    "stores",
+    "executors",
 )
 
 

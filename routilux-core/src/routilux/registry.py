@@ -112,6 +112,12 @@ Predicate = Callable[[dict[str, list[dict[str, Any]]], Any], Any]
 SinkFactory = Callable[..., Any]
 """Builds a tracking sink from keyword options (``Runtime(tracking_sinks=[("jsonl", {...})])``)."""
 
+StoreFactory = Callable[..., Any]
+"""Builds a durable job store from keyword options (``Runtime(store=("sqlite", {...}))``)."""
+
+ExecutorFactory = Callable[..., Any]
+"""Builds an activation executor from keyword options (``Runtime(executor=("dask", {...}))``)."""
+
 
 class NamedRegistry(Generic[T]):
     """Maps registered names to values of one kind (policies, predicates, exception types...).
@@ -197,6 +203,10 @@ class TypeRegistry:
         codecs: encoders/decoders of payload values JSON cannot hold.
         tracking_sinks: tracking-sink factories by name (``memory``, ``jsonl``, ``otel``,
             ``prometheus`` built in), so sinks can be chosen by name.
+        stores: durable job-store factories by name, so a store can be chosen by name
+            (``Runtime(store=...)``, ``routilux jobs resume``).
+        executors: activation-executor factories by name (where routine logic runs: the
+            thread pool by default, or e.g. a Dask cluster), chosen by ``Runtime(executor=...)``.
     """
 
     def __init__(self, routines: RoutineTypeRegistry | None = None, *, builtins: bool = True):
@@ -213,6 +223,8 @@ class TypeRegistry:
             "error strategy"
         )
         self.tracking_sinks: NamedRegistry[SinkFactory] = NamedRegistry("tracking sink")
+        self.stores: NamedRegistry[StoreFactory] = NamedRegistry("job store")
+        self.executors: NamedRegistry[ExecutorFactory] = NamedRegistry("executor")
         self.codecs = CodecRegistry(builtins=builtins)
         if builtins:
             _install_builtins(self)
