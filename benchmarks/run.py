@@ -1,4 +1,4 @@
-"""Run the benchmark workloads W1-W6 (issue 3) beside their standard-library baselines.
+"""Run the benchmark workloads W1-W6 (issue 3) and W3a (issue 14) beside their baselines.
 
     uv run python benchmarks/run.py [--quick] [--json FILE] [--only W1,W2] [--reps N]
                                     [--markdown FILE] [--src DIR]
@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-WORKLOADS = ("W1", "W1t", "W2", "W3", "W4", "W5", "W6")
+WORKLOADS = ("W1", "W1t", "W2", "W3", "W3a", "W4", "W5", "W6")
 IMPLS: dict[str, tuple[str, ...]] = {
     "W1": ("routilux", "stdlib", "direct"),
     "W1t": ("routilux",),
     "W2": ("routilux", "stdlib", "direct"),
     "W3": ("routilux", "stdlib"),
+    "W3a": ("routilux", "stdlib"),
     "W4": ("routilux", "stdlib", "direct"),
     "W5": ("routilux", "stdlib"),
     "W6": ("routilux", "stdlib"),
@@ -52,6 +53,13 @@ ROWS: list[tuple[str, str, str, str, str | None, float | None]] = [
     ("W2", "serial_jobs_per_s", "serial jobs/s", "jobs/s", None, None),
     ("W3", "wall_over_ideal", "200×50 ms on 50: wall/ideal", "×", "<=", 1.05),
     ("W3", "peak_concurrent", "peak concurrent activations", "", "<=", 50),
+    ("W3a", "wall_over_ideal", "async jobs × 50 ms on a limit: wall/ideal", "×", "<=", 1.3),
+    ("W3a", "wall_s", "async: wall", "s", None, None),
+    ("W3a", "exec_all_ms", "async: time to exec all jobs", "ms", None, None),
+    ("W3a", "drain_after_last_exec_ms", "async: last exec → all done", "ms", None, None),
+    ("W3a", "peak_concurrent", "async: peak concurrent activations", "", "<=", 1000),
+    ("W3a", "threads_alive_peak", "async: threads alive during the run", "", None, None),
+    ("W3a", "threads_added", "async: threads added while awaiting", "", None, None),
     ("W4", "slot_serial_p50_ms", "fan-8, one-slot join: serial p50", "ms", "<=", 0.3),
     ("W4", "slot_serial_p99_ms", "fan-8, one-slot join: serial p99", "ms", None, None),
     ("W4", "slot_burst_jobs_per_s", "fan-8, one-slot join: burst", "jobs/s", ">=", 3000),
@@ -80,6 +88,8 @@ DESCRIPTIONS = {
     "W2": "N jobs of a 3-routine chain, one payload each: burst (all exec'd, then wait) and "
     "serial (exec, wait_job, repeat)",
     "W3": "200 jobs, each one activation sleeping 50 ms, pool of 50 (ideal wall 0.2 s)",
+    "W3a": "N jobs, each one async activation awaiting asyncio.sleep(50 ms), async_concurrency "
+    "limit (full: 2000 on 1000, ideal wall 0.1 s; stdlib = plain asyncio tasks + Semaphore)",
     "W4": "N jobs: split → 8 workers → join (one slot, immediate; and 8 slots, "
     "all_slots_ready)",
     "W5": "bound jobs fill the retention (max_finished_jobs), then extra jobs more: RSS, bytes "

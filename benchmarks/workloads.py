@@ -1,4 +1,4 @@
-"""Benchmark workloads W1-W6 (issue 3), each on Routilux and on the standard library.
+"""Benchmark workloads W1-W6 (issue 3) and W3a (issue 14), on Routilux and the stdlib.
 
 Run one workload, one implementation, in this process and print its result as JSON::
 
@@ -46,6 +46,7 @@ FULL: dict[str, dict[str, int]] = {
     "W1t": {"payloads": 10_000, "hops": 10, "pairs": 3},
     "W2": {"jobs": 2_000, "warmup": 100},
     "W3": {"jobs": 200, "pool": 50, "sleep_ms": 50},
+    "W3a": {"jobs": 2_000, "limit": 1_000, "sleep_ms": 50},
     "W4": {"jobs": 500, "fanout": 8, "warmup": 50},
     "W5": {"bound": 1_000, "extra": 10_000, "wave": 500},
     "W6": {"trials": 200, "sleep_ms": 2},
@@ -55,6 +56,7 @@ QUICK: dict[str, dict[str, int]] = {
     "W1t": {"payloads": 1_000, "hops": 10, "pairs": 3},
     "W2": {"jobs": 300, "warmup": 30},
     "W3": {"jobs": 200, "pool": 50, "sleep_ms": 50},
+    "W3a": {"jobs": 400, "limit": 200, "sleep_ms": 50},
     "W4": {"jobs": 100, "fanout": 8, "warmup": 10},
     "W5": {"bound": 100, "extra": 1_000, "wave": 250},
     "W6": {"trials": 30, "sleep_ms": 2},
@@ -724,6 +726,105 @@ def w3_stdlib(size: dict[str, int], res: Result) -> None:
 
 
 # =============================================================================================
+# W3a async I/O: jobs that await asyncio.sleep in one async routine, at most `limit` at once
+# =============================================================================================
+
+
+def w3a_routilux(size: dict[str, int], res: Result) -> None:
+    import asyncio
+
+    rl = _routilux()
+    n, limit, sleep = size["jobs"], size["limit"], size["sleep_ms"] / 1e3
+    lock = threading.Lock()
+    seen = {"active": 0, "peak": 0, "threads": 0}
+
+    class AsyncSleeper(rl.Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.add_slot("input")
+
+            async def logic(slot_data: Any, message: Any, job_state: Any) -> None:
+                with lock:
+                    seen["active"] += 1
+                    seen["peak"] = max(seen["peak"], seen["active"])
+                    seen["threads"] = max(seen["threads"], threading.active_count())
+                await asyncio.sleep(sleep)
+                job_state.shared_log.append(slot_data["input"][0]["i"])
+                with lock:
+                    seen["active"] -= 1
+
+            self.set_logic(logic)
+
+    flow = rl.Flow(flow_id="w3a")
+    flow.add_routine(AsyncSleeper(), "sleep")
+    threads_before = threading.active_count()
+    rt = rl.Runtime(thread_pool_size=POOL, async_concurrency=limit)
+    try:
+        warm = rt.exec(flow, entry_params={"i": -1})  # start the loop and workers, compile
+        res.check(rt.wait_job(warm.job_id, 10), "warm-up job did not finish")
+        seen["peak"] = seen["threads"] = 0
+        t0 = pc()
+        jobs = [rt.exec(flow, entry_params={"i": i}) for i in range(n)]
+        t_exec = pc()
+        res.check(rt.wait_until_all_jobs_finished(60), "jobs did not finish within 60 s")
+        wall = pc() - t0
+    finally:
+        rt.shutdown()
+    for i, job in enumerate(jobs):
+        if list(job.shared_log) != [i] or job.status.value != "completed":
+            res.check(False, f"job {i}: {job.status.value}, log {list(job.shared_log)[:3]}")
+            break
+    ideal = -(-n // limit) * sleep
+    res.metrics["wall_s"] = wall
+    res.metrics["wall_over_ideal"] = wall / ideal
+    res.metrics["exec_all_ms"] = (t_exec - t0) * 1e3
+    res.metrics["drain_after_last_exec_ms"] = (wall - (t_exec - t0)) * 1e3
+    res.metrics["peak_concurrent"] = seen["peak"]
+    res.metrics["threads_alive_peak"] = seen["threads"]
+    res.metrics["threads_added"] = seen["threads"] - threads_before
+    res.check(seen["peak"] <= limit, f"{seen['peak']} activations ran at once > {limit}")
+
+
+def w3a_stdlib(size: dict[str, int], res: Result) -> None:
+    """Plain asyncio: one task per job, an ``asyncio.Semaphore(limit)``."""
+    import asyncio
+
+    n, limit, sleep = size["jobs"], size["limit"], size["sleep_ms"] / 1e3
+    seen = {"active": 0, "peak": 0, "threads": 0}
+    threads_before = threading.active_count()
+
+    async def main() -> tuple[list[int], float, float]:
+        sem = asyncio.Semaphore(limit)
+
+        async def job(i: int) -> int:
+            async with sem:
+                seen["active"] += 1
+                seen["peak"] = max(seen["peak"], seen["active"])
+                seen["threads"] = max(seen["threads"], threading.active_count())
+                await asyncio.sleep(sleep)
+                seen["active"] -= 1
+            return i
+
+        t0 = pc()
+        tasks = [asyncio.create_task(job(i)) for i in range(n)]
+        t_exec = pc()
+        out = await asyncio.gather(*tasks)
+        return out, t0, t_exec
+
+    out, t0, t_exec = asyncio.run(main())
+    wall = pc() - t0
+    res.check(out == list(range(n)), "stdlib lost a job")
+    ideal = -(-n // limit) * sleep
+    res.metrics["wall_s"] = wall
+    res.metrics["wall_over_ideal"] = wall / ideal
+    res.metrics["exec_all_ms"] = (t_exec - t0) * 1e3
+    res.metrics["drain_after_last_exec_ms"] = (wall - (t_exec - t0)) * 1e3
+    res.metrics["peak_concurrent"] = seen["peak"]
+    res.metrics["threads_alive_peak"] = seen["threads"]
+    res.metrics["threads_added"] = seen["threads"] - threads_before
+
+
+# =============================================================================================
 # W4 fan-out 8 -> fan-in (one slot / all-slots-ready join)
 # =============================================================================================
 
@@ -1091,6 +1192,7 @@ IMPLS: dict[str, dict[str, Callable[[dict[str, int], Result], None]]] = {
     "W1t": {"routilux": w1t_routilux},
     "W2": {"routilux": w2_routilux, "stdlib": w2_stdlib, "direct": w2_direct},
     "W3": {"routilux": w3_routilux, "stdlib": w3_stdlib},
+    "W3a": {"routilux": w3a_routilux, "stdlib": w3a_stdlib},
     "W4": {"routilux": w4_routilux, "stdlib": w4_stdlib, "direct": w4_direct},
     "W5": {"routilux": w5_routilux, "stdlib": w5_stdlib},
     "W6": {"routilux": w6_routilux, "stdlib": w6_stdlib},

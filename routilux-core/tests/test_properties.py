@@ -6,10 +6,13 @@
   ``routilux_testing.strategies.flow_specs``.
 * Concurrent jobs of one flow never see each other's payloads.
 * ``wait_until_all_jobs_finished`` never returns True while an activation is queued or running.
+* Random mixes of sync and async routines (``AsyncNode``) keep exactly-once delivery and
+  complete.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import Counter
@@ -73,12 +76,39 @@ class Node(Routine):
             self.get_config("exit_hook")()
 
 
-def dags(*, policies: tuple[str, ...] = tuple(POLICIES)) -> st.SearchStrategy[Dag]:
-    """Random DAG flows of ``Node`` (1..8 routines, fan-out and fan-in, random policies and
+class AsyncNode(Node):
+    """``Node`` with async logic: awaits between consuming and emitting each payload."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.set_logic(self._arun)
+
+    async def _arun(self, slot_data: dict[str, list[dict[str, Any]]], policy_message: Any,
+                    job_state: Any) -> None:
+        rid = current_activation().routine_id
+        log = job_state.shared_log
+        for slot, payloads in slot_data.items():
+            for p in payloads:
+                await asyncio.sleep(0)
+                log.append(("in", rid, slot, p["pid"], p["tag"]))
+                if p["pid"] == "entry":
+                    children = [f"{rid}-{k}" for k in range(p["count"])]
+                else:
+                    children = [f"{rid}.{slot}({p['pid']})"]
+                for pid in children:
+                    await asyncio.sleep(0)
+                    log.append(("out", rid, pid, p["tag"]))
+                    self.emit("output", pid=pid, tag=p["tag"])
+
+
+def dags(
+    *, policies: tuple[str, ...] = tuple(POLICIES), types: tuple[type[Node], ...] = (Node,)
+) -> st.SearchStrategy[Dag]:
+    """Random DAG flows of ``types`` (1..8 routines, fan-out and fan-in, random policies and
     concurrency) from ``routilux_testing.strategies``, plus how many payloads the root emits."""
     return st.builds(
         Dag,
-        spec=flow_specs([Node], max_routines=8, flow_id="dag",
+        spec=flow_specs(list(types), max_routines=8, flow_id="dag",
                         policies={name: POLICIES[name] for name in policies},
                         max_concurrency=(1, 1, 2)),
         count=st.integers(0, 6),
@@ -144,6 +174,24 @@ class TestExactlyOnceDelivery:
         assert state.status is JobStatus.COMPLETED, state.error
         assert state.unconsumed == {} and state.dropped == {}
         check_exactly_once(dag, list(state.shared_log), tag=0)
+
+
+class TestSyncAsyncMix:
+    @settings(max_examples=100, deadline=None)
+    @given(dag=dags(types=(Node, AsyncNode)), jobs=st.integers(1, 3))
+    def test_mixed_dags_deliver_once_per_connected_slot_and_complete(
+        self, shared_runtime: Runtime, dag: Dag, jobs: int
+    ) -> None:
+        states = [
+            shared_runtime.exec(build(dag), entry_params={"pid": "entry", "tag": k,
+                                                         "count": dag.count})
+            for k in range(jobs)
+        ]
+        for k, state in enumerate(states):
+            assert shared_runtime.wait_job(state.job_id, timeout=WAIT)
+            assert state.status is JobStatus.COMPLETED, state.error
+            assert state.unconsumed == {} and state.dropped == {}
+            check_exactly_once(dag, list(state.shared_log), tag=k)
 
 
 class TestJobIsolation:

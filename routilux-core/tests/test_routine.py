@@ -126,12 +126,25 @@ class TestSetters:
         with pytest.raises(ConfigurationError, match="callable"):
             Routine().set_logic("not callable")  # type: ignore[arg-type]
 
-    def test_async_logic_is_refused(self) -> None:
+    def test_async_logic_is_detected_once_at_set_logic(self) -> None:
         async def logic(slot_data, policy_message, job_state):
             return None
 
-        with pytest.raises(ConfigurationError, match="async"):
-            Routine().set_logic(logic)
+        def sync_logic(slot_data, policy_message, job_state):
+            return None
+
+        class AsyncCallable:
+            async def __call__(self, slot_data, policy_message, job_state):
+                return None
+
+        routine = Routine()
+        assert not routine.is_async
+        routine.set_logic(logic)
+        assert routine.is_async and routine.logic is logic
+        routine.set_logic(AsyncCallable())
+        assert routine.is_async
+        routine.set_logic(sync_logic)
+        assert not routine.is_async
 
     def test_set_logic_stores_it(self) -> None:
         def logic(slot_data, policy_message, job_state):

@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ._activation import Activation, RoutineStats, YieldingLock
+from ._async import NotifyingCondition
 from ._context import CURRENT, ActivationContext
 from .activation_policies import PolicyView
 from .error_handling import ErrorStrategy, Failure
@@ -57,9 +58,9 @@ class Job:
     """The runtime's side of one job (the user's side is its :class:`JobState`)."""
 
     __slots__ = (
-        "_cond", "blocked_producers", "caps", "completing", "epoch", "executing", "flow_name",
-        "hot", "job_id", "job_timer", "keep_open", "lock", "maxc", "ntasks", "outstanding",
-        "pause_reason", "paused", "plan", "policies", "policy_timers", "queues",
+        "_cond", "aio", "blocked_producers", "caps", "completing", "epoch", "executing",
+        "flow_name", "hot", "job_id", "job_timer", "keep_open", "lock", "maxc", "ntasks",
+        "outstanding", "pause_reason", "paused", "plan", "policies", "policy_timers", "queues",
         "restored_retries", "retry_ready", "retry_waiting", "routes", "runtime", "seq",
         "settled", "state", "stats", "stopped", "tasks", "timeout", "timers", "tracker", "views",
     )
@@ -76,7 +77,7 @@ class Job:
         self.timeout = timeout
         self.lock = threading.Lock()
         self.hot = YieldingLock(self.lock)  # the job lock, for the per-message paths
-        self._cond: threading.Condition | None = None  # created on first wait (rare)
+        self._cond: NotifyingCondition | None = None  # created on first wait (rare)
         n = len(plan.routine_ids)
         self.queues: list[deque[dict[str, Any]]] = [deque() for _ in range(plan.queue_count)]
         self.caps = plan.caps
@@ -84,6 +85,7 @@ class Job:
         self.tasks = [0] * n
         self.maxc = plan.max_concurrency
         self.policies = plan.policies
+        self.aio = plan.is_async  # None unless some routine is async (see routilux._async)
         self.retry_ready: list[deque[Activation] | None] = [None] * n  # created when needed
         self.retry_waiting: set[Activation] = set()
         self.executing: set[Activation] = set()
@@ -125,12 +127,16 @@ class Job:
         self.tracker: JobTracker | None = runtime.tracking.job_tracker(self)
         state._live = self
 
-    def condition(self) -> threading.Condition:
+    def condition(self) -> NotifyingCondition:
         """The job's condition (on its lock), created on first use; call with the lock held."""
         cond = self._cond
-        if cond is None:
-            cond = self._cond = threading.Condition(self.lock)
+        if cond is None:  # (it also wakes ``await runtime.await_job`` callers)
+            cond = self._cond = NotifyingCondition(self.lock, self._drained)
         return cond
+
+    def _drained(self) -> bool:
+        """What ``wait_settled`` waits for (call with the lock held)."""
+        return self.settled or (self.stopped and self.ntasks == 0)
 
     def _notify_locked(self) -> None:
         if self._cond is not None:
@@ -372,7 +378,11 @@ class Job:
         self.tasks[ri] += 1
         self.ntasks += 1
         self.outstanding += 1
-        self.runtime._submit(self, ri, act)
+        aio = self.aio
+        if aio is not None and aio[ri]:
+            self.runtime._aio.submit(self, ri, act)
+        else:
+            self.runtime._submit(self, ri, act)
 
     def run_task(self, ri: int, act: Activation) -> None:
         """Run activations of routine ``ri`` on this worker until the policy yields none."""
@@ -763,6 +773,8 @@ class Job:
         if self.job_timer is not None:
             self.job_timer.cancel()
             self.job_timer = None
+        if self.aio is not None:
+            self.runtime._aio.job_stopped(self)  # cancel its running coroutines
         self._notify_locked()
         settle = self.ntasks == 0 and not self.settled
         if settle:

@@ -59,6 +59,8 @@ def pause(job: Job, timeout: float | None) -> None:
             job._unsettle_locked()
             if job.tracker is not None:
                 job.tracker.paused("user")
+            if job.aio is not None:
+                job.runtime._aio.job_paused(job)  # hand back what waits for an async slot
         deadline = None if timeout is None else time.monotonic() + timeout
         while job.ntasks > 0 and not job.stopped:
             remaining = None if deadline is None else deadline - time.monotonic()

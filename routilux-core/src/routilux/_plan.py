@@ -53,6 +53,11 @@ class FlowPlan:
     entry_error: str | None
     execution_timeout: float | None
     custom_strategies: tuple[str, ...] = ()
+    is_async: tuple[bool, ...] | None = None
+    """Per routine: its logic is a coroutine function; None when no routine's is (the sync
+    hot path then tests only this)."""
+    async_limits: tuple[int | None, ...] = ()
+    """Per routine: its ``async_concurrency`` config (runtime-wide cap), or None."""
 
     def queue_index(self, routine_id: str, slot: str) -> tuple[int, int]:
         """``(routine index, flat queue index)`` of a slot, for posts and restores."""
@@ -90,6 +95,18 @@ def _timeout_of(
             f"routine {rid!r}: config 'timeout' must be a number of seconds > 0, got {value!r}"
         )
     return float(value)
+
+
+def _async_limit_of(routine: Routine, rid: str) -> int | None:
+    value: Any = routine.get_config("async_concurrency")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigurationError(
+            f"routine {rid!r}: config 'async_concurrency' must be an integer >= 1 (the most "
+            f"activations of this routine awaiting at once in a runtime), got {value!r}"
+        )
+    return value
 
 
 def _entry_of(flow: Flow) -> tuple[list[tuple[str, str]], list[str], str | None]:
@@ -183,6 +200,21 @@ def analyse(flow: Flow) -> Iterator[ValidationIssue]:
                 severity="error", code="routine.bad_timeout", message=str(exc),
                 path=f"routines.{rid}.config.timeout",
             )
+        try:
+            limit = _async_limit_of(r, rid)
+        except ConfigurationError as exc:
+            yield ValidationIssue(
+                severity="error", code="routine.bad_async_concurrency", message=str(exc),
+                path=f"routines.{rid}.config.async_concurrency",
+            )
+        else:
+            if limit is not None and r.logic is not None and not r.is_async:
+                yield ValidationIssue(
+                    severity="warning", code="routine.async_concurrency_unused",
+                    message=f"routine {rid!r} has config 'async_concurrency' but its logic is "
+                    "not async, so the limit has no effect (use set_max_concurrency)",
+                    path=f"routines.{rid}.config.async_concurrency",
+                )
     entries, sources, entry_problem = _entry_of(flow)
     if entry_problem:
         yield ValidationIssue(
@@ -270,6 +302,7 @@ def compile_flow(flow: Flow) -> FlowPlan:
         for rid, slot in entries
     )
     flow_handler = flow.error_handler or DEFAULT_ERROR_HANDLER
+    is_async = tuple(r.is_async for r in routines)
     handlers = tuple(r.error_handler or flow_handler for r in routines)
     return FlowPlan(
         flow_id=flow.flow_id,
@@ -297,4 +330,6 @@ def compile_flow(flow: Flow) -> FlowPlan:
         entry_error=entry_problem,
         execution_timeout=flow.execution_timeout,
         custom_strategies=tuple(sorted({str(h.strategy) for h in handlers if h.is_custom})),
+        is_async=is_async if any(is_async) else None,
+        async_limits=tuple(_async_limit_of(r, rid) for rid, r in zip(ids, routines, strict=True)),
     )

@@ -82,6 +82,7 @@ class Routine:
         self._events: dict[str, Event] = {}
         self._config: dict[str, Any] = {}
         self._logic: Logic | None = None
+        self._is_async = False
         self._activation_policy: ActivationPolicy | None = None
         self._error_handler: ErrorHandler | None = None
         self._max_concurrency = 1
@@ -204,16 +205,24 @@ class Routine:
 
     def set_logic(self, logic: Logic) -> None:
         """Set the function run for each activation: ``logic(slot_data, policy_message,
-        job_state)``."""
+        job_state)``.
+
+        An ``async def`` function (or an object whose ``__call__`` is one) makes this an
+        *async routine*: each activation runs as a coroutine on the runtime's event loop
+        instead of holding a worker thread while it awaits (see docs/async.md). Whether the
+        logic is async is decided here, once.
+        """
         if not callable(logic):
             raise ConfigurationError(f"set_logic needs a callable, got {logic!r}")
-        if inspect.iscoroutinefunction(logic):
-            raise ConfigurationError(
-                f"{type(self).__qualname__}: async logic is not supported yet; pass a regular "
-                "function"
-            )
+        call = None if inspect.isroutine(logic) else type(logic).__call__
+        self._is_async = inspect.iscoroutinefunction(logic) or inspect.iscoroutinefunction(call)
         self._logic = logic
         self._touch()
+
+    @property
+    def is_async(self) -> bool:
+        """Whether the logic is a coroutine function (run on the runtime's event loop)."""
+        return self._is_async
 
     @property
     def logic(self) -> Logic | None:

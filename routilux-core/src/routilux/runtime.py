@@ -15,6 +15,7 @@ import structlog
 
 from . import _job_control as control
 from ._activation import Activation, YieldingLock
+from ._async import DEFAULT_ASYNC_CONCURRENCY, AsyncEngine, NotifyingCondition, await_condition
 from ._job import Job
 from ._timers import TimerWheel
 from .clock import Clock, SystemClock
@@ -73,6 +74,9 @@ class Runtime:
             the ``routilux_tracking_sinks`` hook. Jobs are tracked only while a sink is
             attached (docs/tracking.md).
         tracking_queue_size: records the tracking channel queues before it drops new ones.
+        async_concurrency: activations of async routines (``async def`` logic) this runtime
+            runs at once on its event loop, whatever ``thread_pool_size`` is; the others wait
+            their turn in order (docs/async.md).
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class Runtime:
         disabled_plugins: Iterable[str] | None = None,
         tracking_sinks: Iterable[Any] | None = None,
         tracking_queue_size: int = DEFAULT_QUEUE_SIZE,
+        async_concurrency: int = DEFAULT_ASYNC_CONCURRENCY,
     ) -> None:
         size = _default_pool_size() if thread_pool_size is None else thread_pool_size
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
@@ -100,7 +105,17 @@ class Runtime:
             raise ConfigurationError(
                 f"history_limit must be an integer >= 0, got {history_limit!r}"
             )
+        if (
+            not isinstance(async_concurrency, int)
+            or isinstance(async_concurrency, bool)
+            or async_concurrency < 1
+        ):
+            raise ConfigurationError(
+                f"async_concurrency must be an integer >= 1, got {async_concurrency!r}"
+            )
         self.thread_pool_size = size
+        self.async_concurrency = async_concurrency
+        self._aio = AsyncEngine(async_concurrency)  # its loop thread starts on first use
         self._flow_registry = flow_registry
         self._clock = clock or SystemClock()
         self._timers = TimerWheel(self._clock)
@@ -111,7 +126,9 @@ class Runtime:
         self._submit_put = self._queue.put
         self._workers: list[threading.Thread] = []
         self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
+        self._cond: NotifyingCondition = NotifyingCondition(
+            self._lock, lambda: self._unsettled == 0
+        )
         self._hot = YieldingLock(self._lock)  # the runtime lock, on the per-job paths
         self._jobs: dict[str, Job] = {}
         self._finished: OrderedDict[str, float] = OrderedDict()
@@ -144,8 +161,8 @@ class Runtime:
     def flow_registry(self) -> FlowRegistry:
         """Where this runtime looks flow names up (``exec``/``post``): the registry given to
         the constructor, else the process-wide ``FlowRegistry.get_instance()``."""
-        # ``is None``, not ``or``: an empty registry is falsy (it has ``__len__``) and must
-        # still be this runtime's own
+        # ``is None``, not ``or``: an empty registry is falsy (it has a length) and must still
+        # be the one used, not silently swapped for the process-wide registry
         if self._flow_registry is not None:
             return self._flow_registry
         return FlowRegistry.get_instance()
@@ -421,6 +438,45 @@ class Runtime:
         with self._cond:
             return self._cond.wait_for(lambda: self._unsettled == 0, timeout)
 
+    # -- awaiting (for callers inside an event loop) ----------------------------------------
+
+    async def aexec(
+        self,
+        flow_name: str | Flow,
+        entry_params: Mapping[str, Any] | None = None,
+        job_state: JobState | None = None,
+        keep_open: bool = False,
+        *,
+        timeout: float | None = None,
+        wait: bool = True,
+    ) -> JobState:
+        """Start a job like :meth:`exec` and, with ``wait`` (the default), await its end.
+
+        For code running inside an event loop (a web handler, an agent): the caller's loop is
+        never blocked and no thread is parked while the job runs. Returns the job's state,
+        drained (COMPLETED, FAILED, ..., or IDLE if kept open) unless ``wait`` is False.
+        ``timeout`` is the job's execution timeout, as for :meth:`exec`.
+        """
+        state = self.exec(flow_name, entry_params, job_state, keep_open, timeout=timeout)
+        if wait:
+            await self.await_job(state.job_id)
+        return state
+
+    async def await_job(self, job_id: str, timeout: float | None = None) -> bool:
+        """Await the job's draining (COMPLETED, IDLE if kept open) or end, like :meth:`wait_job`
+        but without blocking the caller's event loop. False if ``timeout`` passed first.
+        """
+        job = self._live(job_id)
+        with job.lock:
+            cond = job.condition()
+        return await await_condition(job.lock, cond, timeout)
+
+    async def await_all(self, timeout: float | None = None) -> bool:
+        """Await every job's draining or end, like :meth:`wait_until_all_jobs_finished` but
+        without blocking the caller's event loop. False if ``timeout`` passed first.
+        """
+        return await await_condition(self._lock, self._cond, timeout)
+
     # -- inspecting --------------------------------------------------------------------------
 
     def _live(self, job_id: str) -> Job:
@@ -563,6 +619,11 @@ class Runtime:
                 t.join(remaining)
                 ok = ok and not t.is_alive()
         self._workers = []
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if wait:
+            ok = self._aio.close(remaining) and ok
+        else:
+            self._aio.close(0.0, wait=False)
         self._timers.close()
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         ok = self.tracking.close(remaining) and ok

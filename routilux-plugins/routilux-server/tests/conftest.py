@@ -163,12 +163,11 @@ def serve_subprocess(flows_dir: Any, *args: str, env: dict[str, str] | None = No
                          process=proc, log=log, reader=reader)
 
 
-@pytest.fixture
-def served(tmp_path: Any) -> Iterator[Callable[..., ServedProcess]]:
+def _served(folder: Any) -> Iterator[Callable[..., ServedProcess]]:
     import json
 
     started: list[ServedProcess] = []
-    flows = tmp_path / "flows"
+    flows = folder / "flows"
     flows.mkdir()
     (flows / "double.json").write_text(json.dumps(DOUBLE))
 
@@ -180,3 +179,9 @@ def served(tmp_path: Any) -> Iterator[Callable[..., ServedProcess]]:
     yield start
     for s in started:
         s.stop()
+
+
+@pytest.fixture
+def served(tmp_path: Any) -> Iterator[Callable[..., ServedProcess]]:
+    """Start ``routilux serve`` processes (flows dir holding DOUBLE), stopped after the test."""
+    yield from _served(tmp_path)

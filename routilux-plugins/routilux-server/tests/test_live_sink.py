@@ -106,3 +106,20 @@ class TestLiveSink:
         assert sink.trace("a") is None
         trace = sink.trace("c")
         assert trace is not None and [r["seq"] for r in trace] == [4, 5, 6, 7, 8]
+
+
+def test_flow_snapshot_holds_the_most_recent_jobs() -> None:
+    from routilux_server._live import FLOW_SNAPSHOT_JOBS
+
+    sink = LiveSink(trace_size=10, trace_jobs=1000, queue_size=10)
+    for i in range(FLOW_SNAPSHOT_JOBS + 5):
+        sink.write(_records(f"j{i}", 1, 2))
+
+    async def main() -> list[str]:
+        _, snap = sink.subscribe(flow="f")
+        return snap
+
+    snap = asyncio.run(main())
+    jobs = [text.split('"job_id": "')[1].split('"')[0] for text in snap]
+    assert len(snap) == 2 * FLOW_SNAPSHOT_JOBS
+    assert jobs[0] == "j5" and jobs[-1] == f"j{FLOW_SNAPSHOT_JOBS + 4}"

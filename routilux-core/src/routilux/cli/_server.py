@@ -30,9 +30,9 @@ def _server_pack() -> Any:
 
 def _client_module() -> Any:
     _server_pack()
-    from routilux_server import client
+    import routilux_server.client
 
-    return client
+    return routilux_server.client
 
 
 @click.command(

@@ -89,7 +89,7 @@ def job_summary(state: JobState) -> JobSummary:
     return JobSummary(
         job_id=state.job_id,
         flow_id=state.flow_id,
-        status=state.status.value,  # type: ignore[arg-type]
+        status=state.status.value,
         created_at=state.created_at,
         started_at=state.started_at,
         finished_at=state.finished_at,
@@ -166,7 +166,7 @@ def _parse_document(body: bytes, content_type: str) -> Any:
         except (json.JSONDecodeError, RecursionError) as exc:
             raise ApiError(400, "bad_request", f"the body is not valid JSON: {exc}") from None
     if kind in ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"):
-        import yaml
+        import yaml  # type: ignore[import-untyped, unused-ignore]
 
         try:
             # Aliases would let a small document expand into a huge one: refused.
@@ -228,7 +228,8 @@ async def create_flow(
                                    "the name (running jobs keep the old one).")] = False,
 ) -> FlowDetail:
     ctx = _ctx(request)
-    document = _parse_document(await request.body(), request.headers.get("content-type", ""))
+    document = await ctx.adapter.call(  # parsing up to max_body_bytes: off the event loop
+        _parse_document, await request.body(), request.headers.get("content-type", ""))
     types = ctx.runtime.plugin_manager.registry
 
     def build() -> FlowDetail:
@@ -250,7 +251,8 @@ async def create_flow(
              openapi_extra=_DOCUMENT_BODY)
 async def validate_flow(request: Request) -> ValidationResult:
     ctx = _ctx(request)
-    document = _parse_document(await request.body(), request.headers.get("content-type", ""))
+    document = await ctx.adapter.call(  # parsing up to max_body_bytes: off the event loop
+        _parse_document, await request.body(), request.headers.get("content-type", ""))
     types = ctx.runtime.plugin_manager.registry
     issues = await ctx.adapter.call(validate_flow_document, document, types)
     return ValidationResult(
@@ -406,7 +408,7 @@ async def job_history(
             summary="The job's tracking records (what the WebSocket streams), oldest first")
 async def job_trace(job_id: str, request: Request) -> JobTrace:
     ctx = _ctx(request)
-    records = ctx.sink.trace(job_id)
+    records = await ctx.adapter.call(ctx.sink.trace, job_id)
     if records is None:
         await ctx.adapter.job(job_id)  # 404 if the runtime does not know it either
         records = []
@@ -421,8 +423,8 @@ async def job_logs(job_id: str, request: Request) -> JobLogs:
     state = await ctx.adapter.job(job_id)
 
     def read() -> JobLogs:
-        with state._lock:
-            shared, output = list(state.shared_log), list(state.output_log)
+        # copies of append-only lists: a consistent prefix even while the job appends
+        shared, output = list(state.shared_log), list(state.output_log)
         return JobLogs(job_id=job_id, shared_log=[_jsonable(v) for v in shared],
                        output_log=[{k: _jsonable(v) for k, v in o.items()} for o in output])
 

@@ -30,6 +30,9 @@ Item = tuple[str, int, str]
 
 _MAX_SEEN_JOBS = 10_000
 
+FLOW_SNAPSHOT_JOBS = 50
+"""Jobs whose kept records a flow subscriber's snapshot holds (the most recently active)."""
+
 
 class Subscriber:
     """One WebSocket's queue of records (touched only on its event loop).
@@ -160,7 +163,8 @@ class LiveSink:
         self, *, job_id: str | None = None, flow: str | None = None
     ) -> tuple[Subscriber, list[str]]:
         """A new subscriber to one job's or one flow's records, and the records kept so far
-        (JSON texts, per job in ``seq`` order). Call on the subscriber's event loop."""
+        (JSON texts, per job in ``seq`` order; for a flow, of its ``FLOW_SNAPSHOT_JOBS`` most
+        recently active jobs). Call on the subscriber's event loop."""
         if (job_id is None) == (flow is None):
             raise ValueError("subscribe to exactly one of job_id or flow")
         sub = Subscriber(asyncio.get_running_loop(), self.queue_size, self._overflowed)
@@ -172,7 +176,14 @@ class LiveSink:
                 table, key = self._by_job, job_id
             else:
                 assert flow is not None
-                jobs = [(j, t) for j, t in self._traces.items() if t.flow == flow]
+                jobs = []
+                for j in reversed(self._traces):  # the most recently active jobs of the flow
+                    t = self._traces[j]
+                    if t.flow == flow:
+                        jobs.append((j, t))
+                        if len(jobs) == FLOW_SNAPSHOT_JOBS:
+                            break
+                jobs.reverse()
                 table, key = self._by_flow, flow
             for jid, trace in jobs:
                 for seq, text in trace.records:

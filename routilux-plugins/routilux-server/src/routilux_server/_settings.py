@@ -7,6 +7,7 @@ import ipaddress
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import attrs
 from routilux.errors import ConfigurationError
@@ -68,7 +69,7 @@ def keys_from_env(environ: Mapping[str, str] | None = None) -> list[str]:
     return keys
 
 
-def _check_keys(_: object, __: object, keys: tuple[str, ...]) -> None:
+def _check_keys(_: Any, __: Any, keys: tuple[str, ...]) -> None:
     for key in keys:
         if not isinstance(key, str) or len(key) < MIN_KEY_LENGTH:
             raise ServerConfigError(
@@ -81,9 +82,17 @@ def _check_keys(_: object, __: object, keys: tuple[str, ...]) -> None:
             )
 
 
-def _positive(_: object, attr: attrs.Attribute[object], value: float) -> None:
+def _positive(_: Any, attr: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
         raise ServerConfigError(f"{attr.name} must be a positive number, got {value!r}")
+
+
+def _unique(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(values))
+
+
+def _origins(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(o.rstrip("/") for o in values)
 
 
 @attrs.frozen(kw_only=True)
@@ -114,12 +123,10 @@ class ServerSettings:
     """
 
     api_keys: tuple[str, ...] = attrs.field(
-        default=(), converter=lambda v: tuple(dict.fromkeys(v)), validator=_check_keys
+        default=(), converter=_unique, validator=_check_keys
     )
     insecure_no_auth: bool = False
-    allowed_origins: tuple[str, ...] = attrs.field(
-        default=(), converter=lambda v: tuple(o.rstrip("/") for o in v)
-    )
+    allowed_origins: tuple[str, ...] = attrs.field(default=(), converter=_origins)
     max_body_bytes: int = attrs.field(default=1_048_576, validator=_positive)
     max_ws_message_bytes: int = attrs.field(default=65_536, validator=_positive)
     rate_limit: float = attrs.field(default=50.0, validator=_positive)

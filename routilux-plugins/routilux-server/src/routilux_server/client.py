@@ -21,9 +21,9 @@ import time
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx
-from urllib.parse import quote
 from routilux.errors import RoutiluxError
 
 from ._models import (
@@ -44,6 +44,14 @@ from ._models import (
 __all__ = ["ApiError", "RoutiluxClient"]
 
 _SETTLED = frozenset({"completed", "failed", "cancelled", "idle"})
+
+
+def _job(job_id: str, tail: str = "") -> str:
+    return f"/api/jobs/{quote(job_id, safe='')}{tail}"
+
+
+def _flow(name: str, tail: str = "") -> str:
+    return f"/api/flows/{quote(name, safe='')}{tail}"
 
 
 class ApiError(RoutiluxError):
@@ -132,7 +140,7 @@ class RoutiluxClient:
         return FlowList.model_validate(self._json("GET", "/api/flows"))
 
     def get_flow(self, name: str) -> FlowDetail:
-        return FlowDetail.model_validate(self._json("GET", f"/api/flows/{quote(name, safe='')}"))
+        return FlowDetail.model_validate(self._json("GET", _flow(name, "")))
 
     @staticmethod
     def _document(document: Mapping[str, Any] | str) -> dict[str, Any]:
@@ -156,10 +164,10 @@ class RoutiluxClient:
             self._json("POST", "/api/flows/validate", **self._document(document)))
 
     def delete_flow(self, name: str) -> None:
-        self._request("DELETE", f"/api/flows/{quote(name, safe='')}")
+        self._request("DELETE", _flow(name, ""))
 
     def export_flow(self, name: str, format: Literal["json", "yaml", "mermaid"] = "json") -> str:
-        return self._request("GET", f"/api/flows/{quote(name, safe='')}/export",
+        return self._request("GET", _flow(name, "/export"),
                              params={"format": format}).text
 
     # -- jobs ------------------------------------------------------------------------------
@@ -184,11 +192,11 @@ class RoutiluxClient:
         return JobList.model_validate(self._json("GET", "/api/jobs", params=params))
 
     def get_job(self, job_id: str) -> JobSummary:
-        return JobSummary.model_validate(self._json("GET", f"/api/jobs/{quote(job_id, safe='')}"))
+        return JobSummary.model_validate(self._json("GET", _job(job_id, "")))
 
     def job_state(self, job_id: str) -> dict[str, Any]:
         """The full job state (``JobState.to_dict()``)."""
-        state: dict[str, Any] = self._json("GET", f"/api/jobs/{quote(job_id, safe='')}/state")
+        state: dict[str, Any] = self._json("GET", _job(job_id, "/state"))
         return state
 
     def wait_job(self, job_id: str, timeout: float | None = None) -> JobSummary:
@@ -199,7 +207,7 @@ class RoutiluxClient:
             if left <= 0:
                 raise TimeoutError(f"job {job_id} still running after {timeout} s")
             job = JobSummary.model_validate(self._json(
-                "GET", f"/api/jobs/{quote(job_id, safe='')}/wait", params={"timeout": min(left, 30.0)},
+                "GET", _job(job_id, "/wait"), params={"timeout": min(left, 30.0)},
                 timeout=min(left, 30.0) + 10.0))
             if job.status in _SETTLED:
                 return job
@@ -208,32 +216,32 @@ class RoutiluxClient:
         self, job_id: str, routine: str, slot: str, data: Mapping[str, Any]
     ) -> JobSummary:
         body = {"routine": routine, "slot": slot, "data": dict(data)}
-        return JobSummary.model_validate(self._json("POST", f"/api/jobs/{quote(job_id, safe='')}/post",
+        return JobSummary.model_validate(self._json("POST", _job(job_id, "/post"),
                                                     json=body))
 
     def pause(self, job_id: str) -> ActionResult:
-        return ActionResult.model_validate(self._json("POST", f"/api/jobs/{quote(job_id, safe='')}/pause"))
+        return ActionResult.model_validate(self._json("POST", _job(job_id, "/pause")))
 
     def resume(self, job_id: str) -> ActionResult:
-        return ActionResult.model_validate(self._json("POST", f"/api/jobs/{quote(job_id, safe='')}/resume"))
+        return ActionResult.model_validate(self._json("POST", _job(job_id, "/resume")))
 
     def cancel(self, job_id: str) -> ActionResult:
-        return ActionResult.model_validate(self._json("POST", f"/api/jobs/{quote(job_id, safe='')}/cancel"))
+        return ActionResult.model_validate(self._json("POST", _job(job_id, "/cancel")))
 
     def complete(self, job_id: str) -> ActionResult:
-        return ActionResult.model_validate(self._json("POST", f"/api/jobs/{quote(job_id, safe='')}/complete"))
+        return ActionResult.model_validate(self._json("POST", _job(job_id, "/complete")))
 
     def metrics(self, job_id: str) -> dict[str, Any]:
-        data: dict[str, Any] = self._json("GET", f"/api/jobs/{quote(job_id, safe='')}/metrics")
+        data: dict[str, Any] = self._json("GET", _job(job_id, "/metrics"))
         return data
 
     def history(self, job_id: str, routine: str | None = None) -> JobHistory:
         params = {"routine": routine} if routine is not None else {}
-        return JobHistory.model_validate(self._json("GET", f"/api/jobs/{quote(job_id, safe='')}/history",
+        return JobHistory.model_validate(self._json("GET", _job(job_id, "/history"),
                                                     params=params))
 
     def trace(self, job_id: str) -> JobTrace:
-        return JobTrace.model_validate(self._json("GET", f"/api/jobs/{quote(job_id, safe='')}/trace"))
+        return JobTrace.model_validate(self._json("GET", _job(job_id, "/trace")))
 
     def logs(self, job_id: str) -> JobLogs:
-        return JobLogs.model_validate(self._json("GET", f"/api/jobs/{quote(job_id, safe='')}/logs"))
+        return JobLogs.model_validate(self._json("GET", _job(job_id, "/logs")))
