@@ -28,7 +28,7 @@ from routilux_server import ServerSettings, build_server
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "_static"
-ROWS = 60_000
+ROWS = 30_000
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -94,6 +94,7 @@ def main() -> int:
         # mid-run: the job runs and the later routines have done some of their work
         page.wait_for_function(
             "() => document.querySelector('#job-status .badge')?.dataset.status === 'running'"
+            " && document.querySelector('#live-state')?.textContent === 'live'"
             " && Number(document.querySelector('#routine-table tr[data-routine=keep_paid] "
             "td:nth-child(5)')?.textContent) > 500", timeout=30_000)
         page.screenshot(path=str(OUT / "dashboard-job.png"))

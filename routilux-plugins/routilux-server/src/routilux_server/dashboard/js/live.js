@@ -35,7 +35,9 @@ export class JobModel {
   /** Apply one record; false if it was seen already (records are in seq order). */
   apply(rec) {
     if (rec.seq <= this.lastSeq) return false;
-    if (this.lastSeq === 0 && rec.seq !== 1) this.truncated = true;
+    // a gap in seq: the server no longer had the job's first records, or tracking dropped
+    // some under load (docs/tracking.md); the stream alone cannot count exactly any more
+    if (rec.seq !== this.lastSeq + 1) this.truncated = true;
     this.lastSeq = rec.seq;
     this.total += 1;
     this.records.push(rec);
@@ -43,7 +45,15 @@ export class JobModel {
     if (this.startTs === null) this.startTs = rec.ts;
     // When the server no longer had the job's first records, the counters come from
     // reconcile() (the metrics endpoint) instead: folding a partial stream would be wrong.
-    if (this.truncated && !rec.kind.startsWith("job.")) return true;
+    if (this.truncated && !rec.kind.startsWith("job.")) {
+      if (rec.error_type) {  // still worth showing: the routine's latest error
+        this.r(rec.routine).lastError = {
+          type: rec.error_type, message: rec.error,
+          skipped: rec.kind === "activation.skipped", retried: rec.kind === "activation.retried",
+        };
+      }
+      return true;
+    }
     switch (rec.kind) {
       case "job.started":
       case "job.resumed":

@@ -367,7 +367,7 @@ export async function jobView(main, { id }) {
       while (timelineList.children.length > 300) timelineList.lastElementChild.remove();
       shownRecords = model.total;
     }
-    timelineInfo.textContent = `${model.total} record${model.total === 1 ? "" : "s"}${model.truncated ? " (the oldest were not kept by the server)" : ""}; the newest 300 are shown.`;
+    timelineInfo.textContent = `${model.total} record${model.total === 1 ? "" : "s"}${model.truncated ? " (some were not kept or were dropped; the counters come from the job's metrics)" : ""}; the newest 300 are shown.`;
   }
   function schedule() {
     if (!scheduled) {
