@@ -192,7 +192,9 @@ class TestGraph:
 
 
 class TestHelp:
-    @pytest.mark.parametrize("command", [[], ["run"], ["validate"], ["graph"], ["plugins"]])
+    @pytest.mark.parametrize(
+        "command", [[], ["run"], ["validate"], ["graph"], ["plugins"], ["serve"], ["jobs"]]
+    )
     def test_every_help_has_examples(self, command: list[str]) -> None:
         result = invoke(*command, "--help")
         assert result.exit_code == 0
@@ -203,9 +205,17 @@ class TestHelp:
         text = invoke("run", "--help").stdout
         assert "only" in text and "because you typed it on the command line" in text
 
-    def test_no_later_commands(self) -> None:
-        for name in ("jobs", "serve"):
-            assert invoke(name).exit_code == 2
+    def test_jobs_needs_a_server_url_or_a_store(self) -> None:
+        for args in (["jobs", "list"], ["jobs", "get", "j1"], ["jobs", "resume", "j1"]):
+            result = CliRunner().invoke(cli, args, prog_name="routilux",
+                                        env={"ROUTILUX_SERVER": None})
+            assert result.exit_code == 2 and "--server URL" in result.stderr, args
+
+    def test_jobs_help_names_both_a_server_and_a_store(self) -> None:
+        text = invoke("jobs", "--help").stdout
+        assert "--server" in text and "--store" in text
+        for command in ("list", "resume"):
+            assert "--store" in invoke("jobs", command, "--help").stdout
 
 
 class TestParams:

@@ -71,6 +71,19 @@ class TestRegistryLookup:
         registry.register_by_name("only-here", chain(make_routine, 1))
         assert "only-here" not in FlowRegistry.get_instance()
 
+    def test_empty_private_registry_is_still_the_one_used(self, make_routine) -> None:
+        """An empty registry is falsy (it has a length): it must not be swapped for the
+        process-wide one, where a same-named flow could be found instead."""
+        empty = FlowRegistry()
+        FlowRegistry.get_instance().register_by_name("global-only", chain(make_routine, 1))
+        try:
+            with Runtime(thread_pool_size=1, flow_registry=empty) as rt:
+                assert rt.flow_registry is empty
+                with pytest.raises(UnknownFlowError):
+                    rt.exec("global-only")
+        finally:
+            FlowRegistry.get_instance().unregister("global-only")
+
 
 class TestEntry:
     def test_entry_params_go_to_every_root_single_slot(

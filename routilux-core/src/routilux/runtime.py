@@ -218,6 +218,16 @@ class Runtime:
         """The durable job store jobs are recorded in, or None."""
         return self._store
 
+    @property
+    def flow_registry(self) -> FlowRegistry:
+        """Where this runtime looks flow names up (``exec``/``post``): the registry given to
+        the constructor, else the process-wide ``FlowRegistry.get_instance()``."""
+        # ``is None``, not ``or``: an empty registry is falsy (it has a length) and must still
+        # be the one used, not silently swapped for the process-wide registry
+        if self._flow_registry is not None:
+            return self._flow_registry
+        return FlowRegistry.get_instance()
+
     def _call_hook(self, name: str) -> None:
         """Call every implementation of a lifecycle hook; one raising never stops the others
         (nor the runtime): it is logged."""
@@ -334,8 +344,7 @@ class Runtime:
             return flow, flow.flow_id
         if not isinstance(flow, str):
             raise ConfigurationError(f"expected a flow name or a Flow, got {flow!r}")
-        registry = self._flow_registry or FlowRegistry.get_instance()
-        return registry.get(flow), flow
+        return self.flow_registry.get(flow), flow
 
     def exec(
         self,

@@ -72,6 +72,7 @@ Examples:
   routilux graph flow.yaml --format mermaid       draw the flow
   routilux plugins                                installed routine packs
   routilux jobs resume JOB --store jobs.db        continue a job after a crash
+  routilux serve --flows flows/                   HTTP API (needs routilux-server)
 
 Run "routilux COMMAND --help" for a command's options.""",
 )
@@ -276,10 +277,9 @@ def plugins(as_json: bool) -> None:
 
 
 
-def _add_jobs() -> None:
-    from ._jobs import jobs
+# Commands that need the routilux-server pack (imported only when they run).
+from ._server import jobs as _jobs  # noqa: E402
+from ._server import serve as _serve  # noqa: E402
 
-    cli.add_command(jobs)
-
-
-_add_jobs()
+cli.add_command(_serve)
+cli.add_command(_jobs)

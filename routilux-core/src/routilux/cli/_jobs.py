@@ -1,4 +1,5 @@
-"""``routilux jobs``: list, show and resume jobs recorded in a durable job store."""
+"""The job-store side of ``routilux jobs`` (``--store PATH|DSN``): list, show and resume jobs
+recorded in a durable job store. The command group itself is in ``_server.py``."""
 
 from __future__ import annotations
 
@@ -40,30 +41,16 @@ def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-@click.group(
-    epilog="""\b
-Examples:
-  routilux jobs list --store jobs.db
-  routilux jobs list --store jobs.db --status running --json
-  routilux jobs show 3f2a... --store jobs.db
-  routilux jobs resume 3f2a... --store jobs.db --import myapp.routines""",
-)
-def jobs() -> None:
-    """Jobs recorded in a durable job store (docs/persistence.md)."""
-
-
-@jobs.command("list")
-@click.option("--store", "store_path", required=True, metavar="PATH|DSN", help=STORE_HELP)
-@click.option("--schema", default="routilux", show_default=True, help=SCHEMA_HELP)
-@click.option("--status", metavar="STATUS", help="Only jobs in this status (e.g. running).")
-@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
-def list_jobs(store_path: str, schema: str, status: str | None, as_json: bool) -> None:
+def store_list(store_path: str, schema: str, status: str | None, flow: str | None,
+               as_json: bool) -> None:
     """List the jobs of a store, oldest first."""
     store = _open(store_path, schema)
     try:
         rows = store.list_jobs(status)
     finally:
         store.close()
+    if flow is not None:
+        rows = [r for r in rows if flow in (r.flow_name, r.flow_id)]
     if as_json:
         click.echo(json.dumps([
             {"job_id": r.job_id, "flow": r.flow_name, "flow_id": r.flow_id,
@@ -80,12 +67,7 @@ def list_jobs(store_path: str, schema: str, status: str | None, as_json: bool) -
                    f"{r.activations:>7} activations  updated {_when(r.updated)}")
 
 
-@jobs.command("show")
-@click.argument("job_id")
-@click.option("--store", "store_path", required=True, metavar="PATH|DSN", help=STORE_HELP)
-@click.option("--schema", default="routilux", show_default=True, help=SCHEMA_HELP)
-@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
-def show(job_id: str, store_path: str, schema: str, as_json: bool) -> None:
+def store_show(job_id: str, store_path: str, schema: str, as_json: bool) -> None:
     """Show a stored job: status, queued payloads, pending retries, routine states."""
     store = _open(store_path, schema)
     try:
@@ -119,25 +101,7 @@ def show(job_id: str, store_path: str, schema: str, as_json: bool) -> None:
         click.echo(f"  waiting to run again: {h.routine_id} (attempt {h.attempt})")
 
 
-@jobs.command(
-    epilog="""\b
-The job's flow is rebuilt from the store by registered type names; routine classes
-defined in your own code must be registered first: give their module with --import
-(a module name or path/to/file.py, repeatable). Nothing else is imported.""",
-)
-@click.argument("job_id")
-@click.option("--store", "store_path", required=True, metavar="PATH|DSN", help=STORE_HELP)
-@click.option("--schema", default="routilux", show_default=True, help=SCHEMA_HELP)
-@click.option(
-    "--import", "imports", multiple=True, metavar="MODULE",
-    help="Import MODULE (or path/to/file.py) first, so its routine types are registered.",
-)
-@click.option("--workers", type=click.IntRange(min=1), metavar="N",
-              help="Worker threads of the runtime.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-              help="Give up waiting after SECONDS (the job stays resumable).")
-@click.pass_context
-def resume(
+def store_resume(
     ctx: click.Context, job_id: str, store_path: str, schema: str, imports: tuple[str, ...],
     workers: int | None, timeout: float | None,
 ) -> None:
