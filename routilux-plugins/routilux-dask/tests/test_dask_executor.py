@@ -337,6 +337,9 @@ class TestMicroBatching:
         assert ex.batches < ex.activations
 
     def test_tasks_are_spread_over_the_clusters_worker_threads(self, client: Client) -> None:
+        # The cluster is shared by the module: a worker killed by an earlier test may still
+        # be restarting, and the split follows the threads the cluster has right now.
+        client.wait_for_workers(n_workers=2, timeout=60)
         ex = DaskExecutor(client, batch_size=4)
         ex.start()
         try:

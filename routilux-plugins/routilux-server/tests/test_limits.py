@@ -44,8 +44,10 @@ class TestBodyLimit:
 
 
 class TestRateLimit:
+    # One token per 1,000 s: no token comes back while a test runs, however slowly the
+    # machine answers (at 0.5/s a loaded CI machine refilled one between requests).
     def test_429_with_retry_after_per_key(self, make_server: Any) -> None:
-        live = make_server(ServerSettings(api_keys=[KEY, OTHER_KEY], rate_limit=0.5,
+        live = make_server(ServerSettings(api_keys=[KEY, OTHER_KEY], rate_limit=0.001,
                                           rate_burst=3))
         statuses = [httpx.get(live.base_url + "/api/flows", headers=H).status_code
                     for _ in range(5)]
@@ -59,7 +61,7 @@ class TestRateLimit:
         assert live.ctx.refused[429] >= 3
 
     def test_failed_authentication_is_rate_limited_too(self, make_server: Any) -> None:
-        live = make_server(ServerSettings(api_keys=[KEY], rate_limit=0.5, rate_burst=3))
+        live = make_server(ServerSettings(api_keys=[KEY], rate_limit=0.001, rate_burst=3))
         statuses = [httpx.get(live.base_url + "/api/flows",
                               headers={"X-API-Key": f"guess-{i:020d}"}).status_code
                     for i in range(5)]
