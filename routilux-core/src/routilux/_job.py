@@ -273,7 +273,12 @@ class Job:
                     act = Activation(ri, {}, _SOURCE_MESSAGE, 0, self.seq)
                     self.executing.add(act)
                     self._spawn_locked(ri, act)
+            fastq = self.fastq
+            queues = self.queues
             for ri in range(len(self.tasks)):
+                qi = fastq[ri]
+                if qi >= 0 and not queues[qi] and self.retry_ready is None:
+                    continue  # nothing to take: the immediate policy on an empty slot
                 while (
                     not self.stopped
                     and self.tasks[ri] < self.maxc[ri]
@@ -887,7 +892,21 @@ class Job:
         settle = self.ntasks == 0 and not self.settled
         if settle:
             self.settled = True
+        if status is JobStatus.COMPLETED and self.ntasks == 0:
+            self._compact_locked()
         self.runtime._job_finished(self, settled=settle)  # one runtime-lock trip for both
+
+    def _compact_locked(self) -> None:
+        """Let go of the scheduling structures of a completed job, which is kept (for
+        ``get_job``, metrics, saving) until the retention bound evicts it: its queues are
+        empty and nothing runs, so shared empty stand-ins read the same, and the collector
+        no longer walks a job's worth of deques and sets on every full collection. A stray
+        write to them would raise, never leak into another job."""
+        self.queues = _empty_queues(self.plan)  # type: ignore[assignment]
+        self.executing = self.retry_waiting = _NOTHING  # type: ignore[assignment]
+        # Settled and notified: its waiters hold their own reference, later ones return at
+        # once (``settled``), so the condition can go too.
+        self._cond = None
 
     def _settle_locked(self) -> None:
         if not self.settled:
@@ -929,3 +948,17 @@ def _quick_flags(plan: FlowPlan) -> bytearray:
 
 
 _QUICK_FLAGS: weakref.WeakKeyDictionary[FlowPlan, bytearray] = weakref.WeakKeyDictionary()
+
+
+_NOTHING: frozenset[Activation] = frozenset()
+_EMPTY_QUEUES: weakref.WeakKeyDictionary[FlowPlan, tuple[tuple[()], ...]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _empty_queues(plan: FlowPlan) -> tuple[tuple[()], ...]:
+    """One empty, immutable queue per slot of ``plan`` (shared by its completed jobs)."""
+    empty = _EMPTY_QUEUES.get(plan)
+    if empty is None:
+        empty = _EMPTY_QUEUES[plan] = ((),) * plan.queue_count
+    return empty
