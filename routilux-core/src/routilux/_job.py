@@ -904,6 +904,8 @@ class Job:
         write to them would raise, never leak into another job."""
         self.queues = _empty_queues(self.plan)  # type: ignore[assignment]
         self.executing = self.retry_waiting = _NOTHING  # type: ignore[assignment]
+        # Views hold the old queues; keep only those with policy state (it is saved).
+        self.views = [v if v is not None and v.state else None for v in self.views]
         # Settled and notified: its waiters hold their own reference, later ones return at
         # once (``settled``), so the condition can go too.
         self._cond = None
