@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._timers import TimerHandle
 
-__all__ = ["WORKER", "Activation", "Handoff", "RoutineStats", "YieldingLock"]
+__all__ = ["Activation", "RoutineStats", "YieldingLock"]
 
 _DURATION_SAMPLES = 1024
 """Most recent activation durations kept per job and routine (for percentiles)."""
@@ -50,28 +50,6 @@ class YieldingLock:
 
     def __exit__(self, *exc: object) -> None:
         self.lock.release()
-
-
-class Handoff:
-    """A worker's slot for the one task it runs next, skipping the pool queue.
-
-    When an activation's emit starts a follow-up task (of the same job) and the emitting
-    routine has so far always been quick, the task waits here instead of waking another
-    worker: the emitting worker runs it as soon as its own task ends. ``ok`` is True only
-    while such an emit delivers. The slot is handed to the pool queue instead when the
-    activation emits again, or its task goes on with another activation (docs/design.md,
-    "Hand-off to the same worker").
-    """
-
-    __slots__ = ("item", "ok")
-
-    def __init__(self) -> None:
-        self.item: Any = None
-        self.ok = False
-
-
-WORKER = threading.local()
-"""``WORKER.hand`` is the :class:`Handoff` of a runtime worker thread (absent elsewhere)."""
 
 
 class Activation:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 if TYPE_CHECKING:
-    from ._activation import Activation, Handoff
+    from ._activation import Activation
     from ._job import Job
     from .routine import Routine
 
@@ -18,16 +18,13 @@ __all__ = ["ActivationContext", "ActivationInfo", "current_activation"]
 class ActivationContext:
     """What the worker running an activation knows about it (mutable, one per task)."""
 
-    __slots__ = ("activation", "hand", "job", "routine", "routine_index")
+    __slots__ = ("activation", "job", "routine", "routine_index")
 
     def __init__(self, job: Job, routine_index: int, routine: Routine) -> None:
         self.job = job
         self.routine_index = routine_index
         self.routine = routine
         self.activation: Activation | None = None
-        # The worker's hand-off slot while the running activation may defer one follow-up
-        # task to its own worker (see Job.emit), else None.
-        self.hand: Handoff | None = None
 
 
 CURRENT: ContextVar[ActivationContext | None] = ContextVar("routilux_activation", default=None)

@@ -23,7 +23,7 @@ from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from ._activation import WORKER, Activation, RoutineStats, YieldingLock
+from ._activation import Activation, RoutineStats, YieldingLock
 from ._context import CURRENT, ActivationContext
 from .activation_policies import _IMMEDIATE_MESSAGE, ImmediatePolicy, PolicyView
 from .error_handling import ErrorStrategy, Failure
@@ -53,53 +53,16 @@ _FAIRNESS = 64
 
 _SOURCE_MESSAGE = MappingProxyType({"policy": "source"})
 
-_QUICK = 0.0005
-"""An activation shorter than this (seconds) keeps its routine "quick": a quick routine's
-emit may hand its follow-up task to its own worker (see :class:`~._activation.Handoff`)."""
-
 
 class Job:
     """The runtime's side of one job (the user's side is its :class:`JobState`)."""
 
     __slots__ = (
-        "_cond",
-        "blocked_producers",
-        "caps",
-        "completing",
-        "epoch",
-        "executing",
-        "fastq",
-        "flow_name",
-        "hot",
-        "job_id",
-        "job_timer",
-        "keep_open",
-        "lock",
-        "maxc",
-        "ntasks",
-        "outstanding",
-        "pause_reason",
-        "paused",
-        "plan",
-        "policies",
-        "policy_timers",
-        "queues",
-        "quick",
-        "restored_retries",
-        "retry_ready",
-        "retry_waiting",
-        "routes",
-        "runtime",
-        "seq",
-        "settled",
-        "state",
-        "stats",
-        "stopped",
-        "tasks",
-        "timeout",
-        "timers",
-        "tracker",
-        "views",
+        "_cond", "blocked_producers", "caps", "completing", "epoch", "executing", "fastq",
+        "flow_name", "hot", "job_id", "job_timer", "keep_open", "lock", "maxc", "ntasks",
+        "outstanding", "pause_reason", "paused", "plan", "policies", "policy_timers", "queues",
+        "restored_retries", "retry_ready", "retry_waiting", "routes", "runtime", "seq",
+        "settled", "state", "stats", "stopped", "tasks", "timeout", "timers", "tracker", "views",
     )
 
     def __init__(
@@ -134,7 +97,6 @@ class Job:
         # A single-slot routine with the immediate policy takes straight from its queue
         # (fastq[ri] is that queue's index, else -1) and gets a PolicyView only if asked.
         self.fastq = fastq = _fast_queues(plan)
-        self.quick = _quick_flags(plan)
         self.views: list[PolicyView | None] = [None] * n
         for ri in range(n):
             if fastq[ri] < 0:
@@ -313,18 +275,7 @@ class Job:
             if tracker is not None:
                 tracker.emitted(act, event, payload, targets)
             if targets:
-                hand = ctx.hand
-                if hand is None:
-                    self._deliver_locked(targets, payload)
-                else:
-                    if hand.item is not None:  # an earlier emit's follow-up: it waited enough
-                        self.runtime._submit(*hand.item)
-                        hand.item = None
-                    hand.ok = True
-                    try:
-                        self._deliver_locked(targets, payload)
-                    finally:
-                        hand.ok = False
+                self._deliver_locked(targets, payload)
 
     def emit_from(
         self, routine: Routine, event: str, payload: dict[str, Any], ctx: ActivationContext
@@ -458,10 +409,6 @@ class Job:
         self.tasks[ri] += 1
         self.ntasks += 1
         self.outstanding += 1
-        hand = getattr(WORKER, "hand", None)
-        if hand is not None and hand.ok and hand.item is None:
-            hand.item = (self, ri, act)  # run next by this worker (see Job.emit)
-            return
         self.runtime._submit(self, ri, act)
 
     def run_task(self, ri: int, act: Activation) -> None:
@@ -493,15 +440,12 @@ class Job:
         # Taking the next activation of a fast routine runs no policy (so writes no record):
         # its finished record is then written together with the next one's started record.
         fast = self.fastq[ri] >= 0
-        quick = self.quick
-        hand = getattr(WORKER, "hand", None) if timeout is None else None
         ctx = ActivationContext(self, ri, plan.routines[ri])
         token = CURRENT.set(ctx)
         ran = 0
         try:
             while True:
                 ctx.activation = act
-                ctx.hand = hand if hand is not None and quick[ri] == 1 else None
                 if timeout is not None:
                     act.timer = self.timers.call_later(timeout, partial(self._on_timeout, ri, act))
                 err: BaseException | None = None
@@ -511,10 +455,6 @@ class Job:
                 except BaseException as exc:
                     err = exc
                 t1 = time.perf_counter()
-                if t1 - t0 > _QUICK:
-                    quick[ri] = 2  # for good: its follow-ups always go through the pool
-                elif not quick[ri]:
-                    quick[ri] = 1
                 recorded = False
                 if unlocked_record and err is None and not act.abandoned:
                     stats.record(t1 - t0)
@@ -553,9 +493,6 @@ class Job:
                             tracker.finished(act, t1, t1 - t0)  # type: ignore[union-attr]
                         self._task_end_locked(ri)
                         return
-                    if hand is not None and hand.item is not None:
-                        self.runtime._submit(*hand.item)  # this task goes on: do not wait
-                        hand.item = None
                     ran += 1
                     if ran >= _FAIRNESS:
                         if fin:
@@ -939,17 +876,6 @@ def _fast_queues(plan: FlowPlan) -> tuple[int, ...]:
 
 _FAST: weakref.WeakKeyDictionary[FlowPlan, tuple[int, ...]] = weakref.WeakKeyDictionary()
 
-
-def _quick_flags(plan: FlowPlan) -> bytearray:
-    """Per routine, shared by the plan's jobs: 0 not yet run, 1 every activation so far was
-    shorter than ``_QUICK``, 2 one was not."""
-    flags = _QUICK_FLAGS.get(plan)
-    if flags is None:
-        flags = _QUICK_FLAGS[plan] = bytearray(len(plan.routine_ids))
-    return flags
-
-
-_QUICK_FLAGS: weakref.WeakKeyDictionary[FlowPlan, bytearray] = weakref.WeakKeyDictionary()
 
 
 _NOTHING: frozenset[Activation] = frozenset()

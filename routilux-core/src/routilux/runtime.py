@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 from . import _job_control as control
-from ._activation import WORKER, Activation, Handoff, YieldingLock
+from ._activation import Activation, YieldingLock
 from ._job import Job
 from ._timers import TimerWheel
 from .clock import Clock, SystemClock
@@ -231,15 +231,10 @@ class Runtime:
 
     def _worker(self) -> None:
         get = self._queue.get
-        WORKER.hand = hand = Handoff()
         while True:
-            item = hand.item
-            if item is not None:  # a follow-up task this worker kept for itself
-                hand.item = None
-            else:
-                item = get()
-                if item is None:
-                    return
+            item = get()
+            if item is None:
+                return
             job, ri, act = item
             try:
                 job.run_task(ri, act)
