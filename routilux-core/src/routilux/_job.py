@@ -414,18 +414,21 @@ class Job:
     def run_task(self, ri: int, act: Activation) -> None:
         """Run activations of routine ``ri`` on this worker until the policy yields none."""
         lock = self.hot
-        with lock:
-            if act.abandoned:
-                return  # the job timed out before this task started; nothing to account
-            if self.stopped or self.paused:
-                self.executing.discard(act)
-                if not self.stopped:
-                    self._unclaim_locked(act)
-                self._task_end_locked(ri)
-                return
-            tracker = self.tracker
-            if tracker is not None:
-                tracker.started(act)
+        tracker = self.tracker
+        # Untracked and running, there is nothing to do under the lock before the logic runs
+        # (a stop or pause from now on is handled as one arriving just after it started).
+        if tracker is not None or self.stopped or self.paused or act.abandoned:
+            with lock:
+                if act.abandoned:
+                    return  # the job timed out before this task started; nothing to account
+                if self.stopped or self.paused:
+                    self.executing.discard(act)
+                    if not self.stopped:
+                        self._unclaim_locked(act)
+                    self._task_end_locked(ri)
+                    return
+                if tracker is not None:
+                    tracker.started(act)
         plan = self.plan
         logic = plan.logics[ri]
         state = self.state
@@ -750,7 +753,8 @@ class Job:
             if self.tasks[ri] >= self.maxc[ri]:  # every policy gets its final say
                 continue
             if view is None:  # the immediate policy on one slot: final or not, the same
-                self._try_start_locked(ri)
+                if self.queues[self.fastq[ri]] or self.retry_ready is not None:
+                    self._try_start_locked(ri)
                 continue
             try:
                 res = self.policies[ri].take(view, True)
@@ -783,10 +787,11 @@ class Job:
 
     def _pause_at_breakpoint_locked(self) -> bool:
         """Pause the drained job if a policy holds data (a breakpoint); True if it did."""
-        if not any(
-            view is not None and self.policies[ri].holds(view)
-            for ri, view in enumerate(self.views)
-        ):
+        policies = self.policies
+        for ri, view in enumerate(self.views):
+            if view is not None and policies[ri].holds(view):
+                break
+        else:
             return False
         self.paused = True
         self.pause_reason = "breakpoint"
