@@ -656,6 +656,31 @@ class TestRetention:
             assert rt.get_job(states[-1].job_id) is states[-1]
 
 
+class TestCompletedJobs:
+    def test_a_completed_job_answers_as_before_after_letting_go_of_its_queues(
+        self, registry: FlowRegistry, make_routine
+    ) -> None:
+        # A completed job drops its scheduling structures (less for the garbage collector to
+        # walk while it is retained); everything it still answers must read the same.
+        flow = chain(make_routine, 3)
+        with Runtime(thread_pool_size=2, flow_registry=registry) as rt:
+            state = rt.exec(flow, entry_params={"x": 1})
+            assert rt.wait_job(state.job_id, timeout=WAIT)
+            assert state.status is JobStatus.COMPLETED
+            job = state._live
+            assert all(type(q) is tuple for q in job.queues) and not job.executing
+            metrics = rt.get_job_metrics(state.job_id)
+            assert metrics["queue_depths"] == {"r0.input": 0, "r1.input": 0, "r2.input": 0}
+            assert metrics["running"] == {}
+            assert [metrics["routines"][f"r{i}"]["activations"] for i in range(3)] == [1, 1, 1]
+            saved = state.to_dict()
+            assert saved["pending"] == {} and saved["in_flight"] == []
+            assert saved["status"] == "completed"
+            assert rt.wait_job(state.job_id, timeout=WAIT)  # waiting again returns at once
+            with pytest.raises(JobNotAcceptingWorkError):
+                rt.post(flow, "r0", "input", {"x": 2}, job_id=state.job_id)
+
+
 class TestShutdown:
     def test_context_manager_shuts_down(self, registry: FlowRegistry, make_routine) -> None:
         flow = chain(make_routine, 1)

@@ -172,6 +172,37 @@ class TestRecords:
             "records": len(recs), "dropped": 0,
         }
 
+    def test_a_routine_draining_its_queue_records_each_activation_in_order(
+        self, rt: Runtime, memory: InMemorySink
+    ) -> None:
+        # b's first activation waits until a has emitted all five payloads, so b's task then
+        # drains the other four in one go (finished and next started written together).
+        emitted = threading.Event()
+
+        def fan(routine: Routine, slot_data: Any, pm: Any, js: Any) -> None:
+            for i in range(5):
+                routine.emit("output", i=i)
+            emitted.set()
+
+        def slow_first(routine: Routine, slot_data: Any, pm: Any, js: Any) -> None:
+            assert emitted.wait(WAIT)
+            forward(routine, slot_data, pm, js)
+
+        state = run(rt, chain("a", "b", logic={"a": fan, "b": slow_first}))
+        recs = memory.records(state.job_id)
+        assert [r.seq for r in recs] == list(range(1, len(recs) + 1))
+        b = [r for r in recs if getattr(r, "routine", None) == "b"]
+        assert [r.kind for r in b] == [
+            "activation.started", "payload.emitted", "activation.finished",
+        ] * 5
+        started = [r for r in b if r.kind == "activation.started"]
+        finished = [r for r in b if r.kind == "activation.finished"]
+        assert [r.activation for r in started] == [r.activation for r in finished]
+        assert len({r.activation for r in started}) == 5
+        assert all(r.inputs == {"input": 1} for r in started + finished)
+        assert all(r.sources == (("a", started[0].sources[0][1]),) for r in started)
+        assert all(s.ts <= f.ts for s, f in zip(started, finished, strict=True))
+
     def test_dicts_are_deterministic_for_a_deterministic_job(
         self, rt: Runtime, memory: InMemorySink
     ) -> None:

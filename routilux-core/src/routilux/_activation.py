@@ -4,7 +4,7 @@ job lock's contention-friendly entry."""
 from __future__ import annotations
 
 import threading
-from collections import deque
+from array import array
 from time import sleep as _yield
 from typing import TYPE_CHECKING, Any
 
@@ -31,14 +31,15 @@ class YieldingLock:
     starves.
     """
 
-    __slots__ = ("acquire", "release")
+    __slots__ = ("lock",)
 
     def __init__(self, lock: threading.Lock) -> None:
-        self.acquire = lock.acquire
-        self.release = lock.release
+        # Only the lock: bound methods kept here would be two more objects per job for the
+        # cyclic garbage collector to track (see docs/performance.md, "Garbage collection").
+        self.lock = lock
 
     def __enter__(self) -> None:
-        acquire = self.acquire
+        acquire = self.lock.acquire
         if acquire(False):
             return
         for _ in range(_SPINS):
@@ -48,7 +49,7 @@ class YieldingLock:
         acquire()
 
     def __exit__(self, *exc: object) -> None:
-        self.release()
+        self.lock.release()
 
 
 class Activation:
@@ -85,7 +86,7 @@ class Activation:
 class RoutineStats:
     """Per-job counters of one routine (written under the job lock)."""
 
-    __slots__ = ("activations", "durations", "errors", "max", "min", "payloads_in",
+    __slots__ = ("activations", "dpos", "durations", "errors", "max", "min", "payloads_in",
                  "payloads_out", "retries", "skipped", "timeouts", "total")
 
     def __init__(self) -> None:
@@ -99,7 +100,10 @@ class RoutineStats:
         self.total = 0.0
         self.min = float("inf")
         self.max = 0.0
-        self.durations: deque[float] | None = None  # the most recent samples, made on first use
+        # The most recent samples (a ring of _DURATION_SAMPLES, made on first use): an
+        # ``array`` is not tracked by the cyclic garbage collector, a ``deque`` would be.
+        self.durations: array[float] | None = None
+        self.dpos = 0
 
     def record(self, seconds: float) -> None:
         self.activations += 1
@@ -110,8 +114,13 @@ class RoutineStats:
             self.max = seconds
         durations = self.durations
         if durations is None:
-            durations = self.durations = deque(maxlen=_DURATION_SAMPLES)
-        durations.append(seconds)
+            self.durations = array("d", (seconds,))
+        elif len(durations) < _DURATION_SAMPLES:
+            durations.append(seconds)
+        else:
+            pos = self.dpos
+            durations[pos] = seconds
+            self.dpos = (pos + 1) % _DURATION_SAMPLES
 
     def to_dict(self) -> dict[str, Any]:
         samples = sorted(self.durations or ())

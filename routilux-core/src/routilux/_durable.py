@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from ._codecs import CodecRegistry
     from ._job import Job
     from ._plan import FlowPlan, Target
+    from .activation_policies import PolicyView
     from .flow import Flow
     from .store._base import JobStore
 
@@ -148,6 +149,10 @@ class DurableJob:
         self.seen[(kind, rid)] = text
         return ((rid, text),)
 
+    def _policy_rows(self, rid: str, view: PolicyView | None) -> tuple[tuple[str, str], ...]:
+        """A routine's policy state rows; a fast routine may have no view (so no state)."""
+        return () if view is None else self._state_rows("policy", rid, view.state)
+
     # -- opening (under the job lock, from Job.start) ----------------------------------------
 
     def open(self, deliver_entry: bool, entry: dict[str, Any]) -> None:
@@ -169,10 +174,10 @@ class DurableJob:
                     body=self._encode(p, f"pending.{ids[ri]}"),
                 ))
         acts: list[tuple[Activation, float]] = []
-        for rq in job.retry_ready:
+        for rq in job.retry_ready or ():  # (both lists are created on first use)
             if rq:
                 acts.extend((a, 0.0) for a in rq)
-        acts.extend(job.restored_retries)
+        acts.extend(job.restored_retries or ())
         for act, retry_in in acts:
             pids = []
             for slot, items in act.slot_data.items():
@@ -207,6 +212,7 @@ class DurableJob:
         )
         policy_states = tuple(
             row for ri, view in enumerate(job.views)
+            if view is not None  # a fast routine's view is made on first use: no state
             for row in self._state_rows("policy", ids[ri], view.state)
         )
         snapshot = JobSnapshot(
@@ -372,7 +378,7 @@ class DurableJob:
                 attempt=act.attempt, key=key, consumed=consumed, held=held,
                 emitted=tuple(rows),
                 states=self._state_rows("state", rid, job.state.routine_states.get(rid)),
-                policy_states=self._state_rows("policy", rid, job.views[ri].state),
+                policy_states=self._policy_rows(rid, job.views[ri]),
                 next_pid=self.next_pid, job_seq=job.seq,
                 was_held=act.seq in self.held_seqs if self.held_seqs else False,
             )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+import weakref
 from collections import deque
 from functools import partial
 from types import MappingProxyType
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ._activation import Activation, RoutineStats, YieldingLock
 from ._async import NotifyingCondition
 from ._context import CURRENT, ActivationContext
-from .activation_policies import PolicyView
+from .activation_policies import _IMMEDIATE_MESSAGE, ImmediatePolicy, PolicyView
 from .error_handling import ErrorStrategy, Failure
 from .errors import (
     ActivationPolicyError,
@@ -60,9 +61,9 @@ class Job:
 
     __slots__ = (
         "_cond", "aio", "blocked_producers", "caps", "completing", "durable", "epoch",
-        "executing", "flow_name", "hot", "job_id", "job_timer", "keep_open", "lock", "maxc",
-        "ntasks", "outstanding", "pause_reason", "paused", "plan", "policies", "policy_timers",
-        "queues",
+        "executing", "fastq", "flow_name", "hot", "job_id", "job_timer", "keep_open", "lock",
+        "maxc", "ntasks", "outstanding", "pause_reason", "paused", "plan", "policies",
+        "policy_timers", "queues",
         "restored_retries", "retry_ready", "retry_waiting", "routes", "runtime", "seq",
         "settled", "state", "stats", "stopped", "tasks", "timeout", "timers", "tracker", "views",
     )
@@ -88,29 +89,22 @@ class Job:
         self.maxc = plan.max_concurrency
         self.policies = plan.policies
         self.aio = plan.is_async  # None unless some routine is async (see routilux._async)
-        self.retry_ready: list[deque[Activation] | None] = [None] * n  # created when needed
+        # Every object made here lives as long as the job is kept (finished jobs too), and the
+        # cyclic garbage collector walks each one on every collection it survives: what is
+        # rarely needed is created on first use (docs/performance.md, "Garbage collection").
+        self.retry_ready: list[deque[Activation] | None] | None = None
         self.retry_waiting: set[Activation] = set()
         self.executing: set[Activation] = set()
-        self.policy_timers: list[TimerHandle | None] = [None] * n
+        self.policy_timers: list[TimerHandle | None] | None = None
         self.stats = [RoutineStats() for _ in range(n)]
-        timers = runtime._timers
-        self.timers = timers
-        self.views: list[PolicyView] = []
+        self.timers = runtime._timers
+        # A single-slot routine with the immediate policy takes straight from its queue
+        # (fastq[ri] is that queue's index, else -1) and gets a PolicyView only if asked.
+        self.fastq = fastq = _fast_queues(plan)
+        self.views: list[PolicyView | None] = [None] * n
         for ri in range(n):
-            base = plan.queue_base[ri]
-            names = plan.slot_names[ri]
-            self.views.append(
-                PolicyView(
-                    routine_id=plan.routine_ids[ri],
-                    slot_names=names,
-                    queues=tuple(self.queues[base : base + len(names)]),
-                    state={},
-                    job_state=state,
-                    now=timers.now,
-                    owner=self,
-                    index=ri,
-                )
-            )
+            if fastq[ri] < 0:
+                self.views[ri] = self._make_view(ri)
         self.outstanding = 0
         self.ntasks = 0
         self.seq = state.activation_seq
@@ -122,7 +116,7 @@ class Job:
         self.blocked_producers = 0
         self.settled = False
         self.job_timer: TimerHandle | None = None
-        self.restored_retries: list[tuple[Activation, float]] = []
+        self.restored_retries: list[tuple[Activation, float]] | None = None
         self.epoch = runtime._epoch_offset
         # The runtime's tracking channel for this job, or None (no sink attached): every
         # call site below tests ``is not None`` and does nothing else when it is None.
@@ -153,10 +147,35 @@ class Job:
                 return True
             return self.condition().wait_for(lambda: self.settled, timeout)
 
+    def _make_view(self, ri: int) -> PolicyView:
+        plan = self.plan
+        base = plan.queue_base[ri]
+        names = plan.slot_names[ri]
+        return PolicyView(
+            routine_id=plan.routine_ids[ri],
+            slot_names=names,
+            queues=tuple(self.queues[base : base + len(names)]),
+            state={},
+            job_state=self.state,
+            now=self.timers.now,
+            owner=self,
+            index=ri,
+        )
+
+    def view(self, ri: int) -> PolicyView:
+        """Routine ``ri``'s policy view, created on first use."""
+        view = self.views[ri]
+        if view is None:
+            view = self.views[ri] = self._make_view(ri)
+        return view
+
     def _ready_list(self, ri: int) -> deque[Activation]:
-        rq = self.retry_ready[ri]
+        rr = self.retry_ready
+        if rr is None:
+            rr = self.retry_ready = [None] * len(self.tasks)
+        rq = rr[ri]
         if rq is None:
-            rq = self.retry_ready[ri] = deque()
+            rq = rr[ri] = deque()
         return rq
 
     # -- starting ----------------------------------------------------------------------------
@@ -177,11 +196,13 @@ class Job:
                              int(item.get("attempt", 0)), int(item.get("seq", 0)))
             acts.append((act, float(item.get("retry_in", 0.0))))
         for rid, ps in state.policy_states.items():
-            self.views[self._routine_index(rid)].state.update(ps)
+            self.view(self._routine_index(rid)).state.update(ps)
         for qi, payloads in placed:
             self.queues[qi].extend(payloads)
         for act, retry_in in acts:
             if retry_in > 0:
+                if self.restored_retries is None:
+                    self.restored_retries = []
                 self.restored_retries.append((act, retry_in))  # armed by start()
             else:
                 self._ready_list(act.ri).append(act)
@@ -211,9 +232,10 @@ class Job:
             self.outstanding += 1  # guard: no quiescence while starting
             if self.durable is not None:
                 self.durable.open(deliver_entry, entry)  # durable before anything is routed
-            for act, retry_in in self.restored_retries:
-                self._arm_retry_locked(act, retry_in)
-            self.restored_retries = []
+            if self.restored_retries is not None:
+                for act, retry_in in self.restored_retries:
+                    self._arm_retry_locked(act, retry_in)
+                self.restored_retries = None
             if deliver_entry:
                 self.state.entry_delivered = True
                 if self.plan.entry_targets:
@@ -225,7 +247,12 @@ class Job:
                     act = Activation(ri, {}, _SOURCE_MESSAGE, 0, self.seq)
                     self.executing.add(act)
                     self._spawn_locked(ri, act)
+            fastq = self.fastq
+            queues = self.queues
             for ri in range(len(self.tasks)):
+                qi = fastq[ri]
+                if qi >= 0 and not queues[qi] and self.retry_ready is None:
+                    continue  # nothing to take: the immediate policy on an empty slot
                 while (
                     not self.stopped
                     and self.tasks[ri] < self.maxc[ri]
@@ -361,19 +388,29 @@ class Job:
         )
 
     def _take_locked(self, ri: int) -> Activation | None:
-        rq = self.retry_ready[ri]
+        rr = self.retry_ready
+        rq = None if rr is None else rr[ri]
         if rq:
             act = rq.popleft()
         else:
-            try:
-                res = self.policies[ri].take(self.views[ri], False)
-            except Exception as exc:
-                self._policy_failed_locked(ri, exc)
-                return None
-            if res is None:
-                return None
-            self.seq += 1
-            act = Activation(ri, res[0], res[1], 0, self.seq)
+            qi = self.fastq[ri]
+            if qi >= 0:  # ImmediatePolicy.take on one slot, without the call
+                q = self.queues[qi]
+                if not q:
+                    return None
+                self.seq += 1
+                act = Activation(ri, {self.plan.slot_names[ri][0]: [q.popleft()]},
+                                 _IMMEDIATE_MESSAGE, 0, self.seq)
+            else:
+                try:
+                    res = self.policies[ri].take(self.views[ri], False)  # type: ignore[arg-type]
+                except Exception as exc:
+                    self._policy_failed_locked(ri, exc)
+                    return None
+                if res is None:
+                    return None
+                self.seq += 1
+                act = Activation(ri, res[0], res[1], 0, self.seq)
             if self.durable is not None:
                 self.durable.claim(act)  # the input payloads' sequence numbers
             if self.blocked_producers:
@@ -401,18 +438,21 @@ class Job:
     def run_task(self, ri: int, act: Activation) -> None:
         """Run activations of routine ``ri`` on this worker until the policy yields none."""
         lock = self.hot
-        with lock:
-            if act.abandoned:
-                return  # the job timed out before this task started; nothing to account
-            if self.stopped or self.paused:
-                self.executing.discard(act)
-                if not self.stopped:
-                    self._unclaim_locked(act)
-                self._task_end_locked(ri)
-                return
-            tracker = self.tracker
-            if tracker is not None:
-                tracker.started(act)
+        tracker = self.tracker
+        # Untracked and running, there is nothing to do under the lock before the logic runs
+        # (a stop or pause from now on is handled as one arriving just after it started).
+        if tracker is not None or self.stopped or self.paused or act.abandoned:
+            with lock:
+                if act.abandoned:
+                    return  # the job timed out before this task started; nothing to account
+                if self.stopped or self.paused:
+                    self.executing.discard(act)
+                    if not self.stopped:
+                        self._unclaim_locked(act)
+                    self._task_end_locked(ri)
+                    return
+                if tracker is not None:
+                    tracker.started(act)
         plan = self.plan
         logic = plan.logics[ri]
         state = self.state
@@ -425,6 +465,9 @@ class Job:
         # stats or could abandon the activation, so success is recorded outside the lock.
         unlocked_record = timeout is None and self.maxc[ri] == 1
         durable = self.durable
+        # Taking the next activation of a fast routine runs no policy (so writes no record):
+        # its finished record is then written together with the next one's started record.
+        fast = self.fastq[ri] >= 0
         ctx = ActivationContext(self, ri, plan.routines[ri])
         remote = self.runtime._remote  # None: logic runs here (the thread pool's fast path)
         token = CURRENT.set(ctx)
@@ -466,8 +509,10 @@ class Job:
                     if act.timer is not None:
                         act.timer.cancel()
                     self.executing.discard(act)
-                    if tracker is not None and err is None:
-                        tracker.finished(act, t1, t1 - t0)
+                    fin = tracker is not None and err is None
+                    if fin and not fast:
+                        tracker.finished(act, t1, t1 - t0)  # type: ignore[union-attr]
+                        fin = False
                     if not recorded:
                         stats.record(t1 - t0)
                         if err is None:
@@ -481,14 +526,21 @@ class Job:
                             self._failed_locked(ri, act, err, t0 + epoch, t1 - t0, decision)
                     nxt = None if self.stopped or self.paused else self._take_locked(ri)
                     if nxt is None:
+                        if fin:
+                            tracker.finished(act, t1, t1 - t0)  # type: ignore[union-attr]
                         self._task_end_locked(ri)
                         return
                     ran += 1
                     if ran >= _FAIRNESS:
+                        if fin:
+                            tracker.finished(act, t1, t1 - t0)  # type: ignore[union-attr]
                         self.runtime._submit(self, ri, nxt)
                         return
                     if tracker is not None:
-                        tracker.started(nxt)
+                        if fin:
+                            tracker.finished_started(act, t1, t1 - t0, nxt)
+                        else:
+                            tracker.started(nxt)
                     act = nxt
         finally:
             CURRENT.reset(token)
@@ -685,7 +737,10 @@ class Job:
         """Evaluate routine ``ri``'s policy again at ``deadline`` (earliest deadline wins)."""
         if self.stopped:
             return
-        old = self.policy_timers[ri]
+        timers = self.policy_timers
+        if timers is None:
+            timers = self.policy_timers = [None] * len(self.tasks)
+        old = timers[ri]
         if old is not None:
             if old.deadline <= deadline or not old.cancel():
                 return  # an earlier (or already firing) timer re-evaluates the policy anyway
@@ -694,18 +749,20 @@ class Job:
         holder: list[TimerHandle] = []
         handle = self.timers.call_at(deadline, partial(self._policy_fire, ri, holder))
         holder.append(handle)
-        self.policy_timers[ri] = handle
+        timers[ri] = handle
 
     def _cancel_policy_timer(self, ri: int) -> None:
-        old = self.policy_timers[ri]
+        timers = self.policy_timers
+        old = None if timers is None else timers[ri]
         if old is not None and old.cancel():
-            self.policy_timers[ri] = None
+            timers[ri] = None  # type: ignore[index]
             self.outstanding -= 1  # the caller holds a unit of work: this cannot reach zero
 
     def _policy_fire(self, ri: int, holder: list[TimerHandle]) -> None:
         with self.lock:
-            if holder and self.policy_timers[ri] is holder[0]:
-                self.policy_timers[ri] = None
+            timers = self.policy_timers
+            if holder and timers is not None and timers[ri] is holder[0]:
+                timers[ri] = None
             if not self.stopped and not self.paused and self.tasks[ri] < self.maxc[ri]:
                 self._try_start_locked(ri)
             self._done_locked()
@@ -730,6 +787,10 @@ class Job:
             if self.stopped:
                 break
             if self.tasks[ri] >= self.maxc[ri]:  # every policy gets its final say
+                continue
+            if view is None:  # the immediate policy on one slot: final or not, the same
+                if self.queues[self.fastq[ri]] or self.retry_ready is not None:
+                    self._try_start_locked(ri)
                 continue
             try:
                 res = self.policies[ri].take(view, True)
@@ -764,7 +825,11 @@ class Job:
 
     def _pause_at_breakpoint_locked(self) -> bool:
         """Pause the drained job if a policy holds data (a breakpoint); True if it did."""
-        if not any(self.policies[ri].holds(view) for ri, view in enumerate(self.views)):
+        policies = self.policies
+        for ri, view in enumerate(self.views):
+            if view is not None and policies[ri].holds(view):
+                break
+        else:
             return False
         self.paused = True
         self.pause_reason = "breakpoint"
@@ -793,10 +858,12 @@ class Job:
             self.durable.finished(status, err)
         if self.tracker is not None:
             self.tracker.job_finished(status.value, err, routine_id)
-        for i, handle in enumerate(self.policy_timers):
-            if handle is not None:
-                handle.cancel()
-                self.policy_timers[i] = None
+        timers = self.policy_timers
+        if timers is not None:
+            for i, handle in enumerate(timers):
+                if handle is not None:
+                    handle.cancel()
+                    timers[i] = None
         for act in self.retry_waiting:
             if act.timer is not None:
                 act.timer.cancel()
@@ -809,7 +876,23 @@ class Job:
         settle = self.ntasks == 0 and not self.settled
         if settle:
             self.settled = True
+        if status is JobStatus.COMPLETED and self.ntasks == 0:
+            self._compact_locked()
         self.runtime._job_finished(self, settled=settle)  # one runtime-lock trip for both
+
+    def _compact_locked(self) -> None:
+        """Let go of the scheduling structures of a completed job, which is kept (for
+        ``get_job``, metrics, saving) until the retention bound evicts it: its queues are
+        empty and nothing runs, so shared empty stand-ins read the same, and the collector
+        no longer walks a job's worth of deques and sets on every full collection. A stray
+        write to them would raise, never leak into another job."""
+        self.queues = _empty_queues(self.plan)  # type: ignore[assignment]
+        self.executing = self.retry_waiting = _NOTHING  # type: ignore[assignment]
+        # Views hold the old queues; keep only those with policy state (it is saved).
+        self.views = [v if v is not None and v.state else None for v in self.views]
+        # Settled and notified: its waiters hold their own reference, later ones return at
+        # once (``settled``), so the condition can go too.
+        self._cond = None
 
     def _settle_locked(self) -> None:
         if not self.settled:
@@ -821,3 +904,36 @@ class Job:
         if self.settled:
             self.settled = False
             self.runtime._settle(-1)
+
+
+def _fast_queues(plan: FlowPlan) -> tuple[int, ...]:
+    """Per routine: its queue index if it has one slot and the immediate policy, else -1
+    (cached on the plan, which is immutable)."""
+    fast: tuple[int, ...] | None = _FAST.get(plan)
+    if fast is None:
+        fast = tuple(
+            plan.queue_base[ri]
+            if len(plan.slot_names[ri]) == 1 and type(plan.policies[ri]) is ImmediatePolicy
+            else -1
+            for ri in range(len(plan.routine_ids))
+        )
+        _FAST[plan] = fast
+    return fast
+
+
+_FAST: weakref.WeakKeyDictionary[FlowPlan, tuple[int, ...]] = weakref.WeakKeyDictionary()
+
+
+
+_NOTHING: frozenset[Activation] = frozenset()
+_EMPTY_QUEUES: weakref.WeakKeyDictionary[FlowPlan, tuple[tuple[()], ...]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _empty_queues(plan: FlowPlan) -> tuple[tuple[()], ...]:
+    """One empty, immutable queue per slot of ``plan`` (shared by its completed jobs)."""
+    empty = _EMPTY_QUEUES.get(plan)
+    if empty is None:
+        empty = _EMPTY_QUEUES[plan] = ((),) * plan.queue_count
+    return empty

@@ -90,7 +90,7 @@ def resume(job: Job) -> bool:
             return False
         if job.pause_reason == "breakpoint":
             for ri, view in enumerate(job.views):
-                if job.policies[ri].holds(view):
+                if view is not None and job.policies[ri].holds(view):
                     view.state["released"] = True
         job.paused = False
         job.pause_reason = ""
@@ -102,7 +102,7 @@ def resume(job: Job) -> bool:
 
 def release_breakpoint(job: Job, ri: int) -> None:
     with job.lock:
-        job.views[ri].state["released"] = True
+        job.view(ri).state["released"] = True
         if job.paused and job.pause_reason == "breakpoint":
             job.paused = False
             job.pause_reason = ""
@@ -158,13 +158,15 @@ def snapshot(job: Job) -> dict[str, Any]:
     ids = plan.routine_ids
     for act in sorted(job.executing, key=lambda a: a.seq):
         in_flight.append(act.to_dict(ids[act.ri]))
-    for rq in job.retry_ready:
+    for rq in job.retry_ready or ():
         if rq:
             in_flight.extend(act.to_dict(ids[act.ri]) for act in rq)
     now = job.timers.now()
     for act in sorted(job.retry_waiting, key=lambda a: a.seq):
         in_flight.append(act.to_dict(ids[act.ri], max(0.0, act.due - now)))
-    policy_states = {ids[ri]: dict(v.state) for ri, v in enumerate(job.views) if v.state}
+    policy_states = {
+        ids[ri]: dict(v.state) for ri, v in enumerate(job.views) if v is not None and v.state
+    }
     return {
         "pending": pending,
         "in_flight": in_flight,
