@@ -592,8 +592,8 @@ class TestBackpressure:
         assert state.dropped == {"r.input": 2}
         assert runtime.get_job_metrics(state.job_id)["dropped"] == {"r.input": 2}
 
-    def test_full_queue_inside_a_flow_fails_the_job(self, runtime: Runtime,
-                                                   make_routine) -> None:
+    def test_full_queue_inside_a_flow_fails_the_job(self, runtime: Runtime, make_routine,
+                                                   eventually) -> None:
         gate = threading.Event()
 
         def slow(routine, slot_data, policy_message, job_state):
@@ -611,9 +611,13 @@ class TestBackpressure:
         flow.connect("src", "output", "dst", "input")
         state = runtime.exec(flow, entry_params={})
         try:
-            assert runtime.wait_job(state.job_id, timeout=WAIT)
+            # Whether or not dst took the first payload before the burst overflowed its
+            # queue, the job fails; it settles only once dst's activation (held by the gate)
+            # has ended, so the gate opens before waiting for that.
+            eventually(lambda: state.status is JobStatus.FAILED, "the job to fail")
         finally:
             gate.set()
+        assert runtime.wait_job(state.job_id, timeout=WAIT)
         assert state.status is JobStatus.FAILED
         assert state.error_type == "QueueFullError" and "dst.input" in state.error
 
