@@ -43,19 +43,7 @@ def resolve_executor(spec: Any, registry: TypeRegistry) -> Executor | None:
     """The executor ``Runtime(executor=spec)`` asks for; None for the thread pool."""
     if spec is None:
         return None
-    if isinstance(spec, str):
-        spec = (spec, {})
-    if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
-        name, options = spec
-        if not isinstance(options, dict):
-            raise ConfigurationError(
-                f"executor options for {name!r} must be a dict, got {type(options).__name__}"
-            )
-        factory = registry.executors.get(name)
-        try:
-            spec = factory(**options)
-        except TypeError as exc:
-            raise ConfigurationError(f"executor {name!r}: bad options: {exc}") from None
+    spec, _ = registry.executors.build(spec)
     if not isinstance(spec, Executor):
         raise ConfigurationError(
             "executor must be an Executor instance, a registered executor name or "

@@ -187,6 +187,36 @@ class NamedRegistry(Generic[T]):
         with self._lock:
             return sorted(self._items)
 
+    def build(self, spec: Any) -> tuple[Any, bool]:
+        """Build from a factory registered here when ``spec`` names one: ``"name"`` or
+        ``("name", {options})`` calls ``factory(**options)`` and returns ``(value, True)``;
+        anything else is returned as is, ``(spec, False)``, for the caller to check.
+
+        Raises ``UnknownTypeError`` for an unknown name and ``ConfigurationError`` when the
+        options are not a dict or the factory refuses them.
+        """
+        options: Any
+        if isinstance(spec, str):
+            name, options = spec, {}
+        elif isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
+            name, options = spec
+            if options is None:
+                options = {}
+            if not isinstance(options, Mapping):
+                raise ConfigurationError(
+                    f"{self.kind} options for {name!r} must be a dict, got "
+                    f"{type(options).__name__}"
+                )
+        else:
+            return spec, False
+        factory = self.get(name)
+        try:
+            return factory(**options), True  # type: ignore[operator]
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"{self.kind} {name!r}: bad options {dict(options)!r}: {exc}"
+            ) from None
+
     def __contains__(self, name: object) -> bool:
         return name in self._items
 

@@ -53,25 +53,17 @@ _MAX_FLOW_TRACKERS = 256
 def _build_store(spec: Any, registry: TypeRegistry) -> tuple[JobStore, bool]:
     """A store from ``Runtime(store=...)``: an object, a name, or ``(name, {options})``;
     and whether the runtime owns it (built it, so closes it)."""
-    if isinstance(spec, str):
-        name, options = spec, {}
-    elif isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
-        name, options = spec[0], dict(spec[1])
-    elif isinstance(spec, JobStore):
-        return spec, False
-    else:
+    store, built = registry.stores.build(spec)
+    if not isinstance(store, JobStore):
+        if built:
+            raise ConfigurationError(
+                f"the job store factory named by {spec!r} returned {store!r}, not a JobStore"
+            )
         raise ConfigurationError(
             f"store must be a JobStore, a registered store name or (name, {{options}}), got "
             f"{spec!r}"
         )
-    factory = registry.stores.get(name)
-    try:
-        store = factory(**options)
-    except TypeError as exc:
-        raise ConfigurationError(f"job store {name!r}: bad options {options!r}: {exc}") from None
-    if not isinstance(store, JobStore):
-        raise ConfigurationError(f"job store factory {name!r} returned {store!r}, not a JobStore")
-    return store, True
+    return store, built
 
 
 def _default_pool_size() -> int:
