@@ -36,6 +36,7 @@ import pickle
 import threading
 import time
 import traceback
+from abc import ABC, abstractmethod
 from collections import OrderedDict, deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -145,7 +146,7 @@ class ActivationOutcome:
         return bool(self.routine_states or self.shared_data or self.shared_log or self.outputs)
 
 
-class Executor:
+class Executor(ABC):
     """Runs activations' logic somewhere other than the runtime's threads.
 
     Subclasses implement :meth:`run`. The runtime's worker threads stay the dispatchers: each
@@ -161,14 +162,14 @@ class Executor:
     dispatch_threads: int | None = None
     on_cluster_lost: str = "fail"
 
-    def start(self, runtime: Runtime) -> None:
+    def start(self, runtime: Runtime) -> None:  # noqa: B027 (optional hook, no-op by default)
         """Called once by the runtime that uses this executor, before any activation."""
 
+    @abstractmethod
     def run(self, request: ActivationRequest) -> ActivationOutcome:
         """Run ``request`` and return its outcome (blocking the calling dispatcher thread)."""
-        raise NotImplementedError
 
-    def shutdown(self, wait: bool = True) -> None:
+    def shutdown(self, wait: bool = True) -> None:  # noqa: B027 (optional hook, no-op by default)
         """Release connections and threads; called when the runtime shuts down."""
 
 

@@ -9,6 +9,7 @@ the callbacks to the completion thread, which runs them in commit order.
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from queue import Empty, SimpleQueue
 from typing import Any
@@ -109,7 +110,7 @@ class Rows:
 _Op = tuple[str, Any, Handle]
 
 
-class GroupCommitStore:
+class GroupCommitStore(ABC):
     """The writer and completion threads of a store; subclasses provide the SQL.
 
     Subclasses implement ``_writer_connect``, ``_begin``, ``_commit``, ``_rollback``,
@@ -137,29 +138,37 @@ class GroupCommitStore:
 
     # -- the SQL, per store ------------------------------------------------------------------
 
+    @abstractmethod
     def _writer_connect(self) -> Any:
-        raise NotImplementedError
+        """Implemented by each store."""
 
+    @abstractmethod
     def _begin(self, conn: Any) -> None:
-        raise NotImplementedError
+        """Implemented by each store."""
 
+    @abstractmethod
     def _commit(self, conn: Any) -> None:
-        raise NotImplementedError
+        """Implemented by each store."""
 
+    @abstractmethod
     def _rollback(self, conn: Any) -> None:
-        raise NotImplementedError
+        """Implemented by each store."""
 
+    @abstractmethod
     def _close_writer(self, conn: Any) -> None:
-        raise NotImplementedError
+        """Implemented by each store."""
 
+    @abstractmethod
     def _write_snapshot(self, conn: Any, snapshot: JobSnapshot) -> None:
-        raise NotImplementedError
+        """Implemented by each store."""
 
+    @abstractmethod
     def _write_rows(self, conn: Any, rows: Rows) -> None:
-        raise NotImplementedError
+        """Implemented by each store."""
 
+    @abstractmethod
     def _write_status(self, conn: Any, job_id: str, status: str, error: str | None) -> None:
-        raise NotImplementedError
+        """Implemented by each store."""
 
     # -- queueing ----------------------------------------------------------------------------
 
