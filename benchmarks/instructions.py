@@ -7,7 +7,8 @@ workload runs twice under callgrind, at ``n`` and ``2n`` units, and the differen
     uv run python benchmarks/instructions.py [W1 W1t W2b W2s W4s W4a] [--n N]
 
 Units: W1/W1t per hop (one payload through one routine), W2b/W2s per job (3-routine chain,
-burst / serial), W4s/W4a per job (fan-out 8, one-slot / all-slots join, serial). Threads are
+burst / serial), W4s/W4a per job (fan-out 8, one-slot / all-slots join, serial), W3a per job
+(one async activation awaiting a 1 ms ``asyncio.sleep``, a burst on a limit of n/2). Threads are
 serialised by valgrind, so lock contention looks different from a real run: read the figures
 as the CPU work each unit costs, not as latency.
 """
@@ -26,7 +27,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-DEFAULT_N = {"W1": 1000, "W1t": 1000, "W2b": 200, "W2s": 200, "W4s": 100, "W4a": 100}
+DEFAULT_N = {
+    "W1": 1000, "W1t": 1000, "W2b": 200, "W2s": 200, "W4s": 100, "W4a": 100, "W3a": 400,
+}
 
 
 def run_workload(name: str, n: int) -> None:
@@ -46,6 +49,14 @@ def run_workload(name: str, n: int) -> None:
         assert len(job.shared_data["got"]) == n // 10
         if sinks:
             rt.tracking.flush(600)
+    elif name == "W3a":
+        flow = wl.async_sleep_flow("w3a", 0.001)
+        rt = rl.Runtime(thread_pool_size=wl.POOL, async_concurrency=max(1, n // 2))
+        for i in range(10):
+            rt.wait_job(rt.exec(flow, entry_params={"i": i}).job_id, 300)
+        jobs = [rt.exec(flow, entry_params={"i": i}) for i in range(n)]
+        assert rt.wait_until_all_jobs_finished(600)
+        assert all(j.status.value == "completed" for j in jobs)
     else:
         if name.startswith("W2"):
             flow = wl.chain_flow("w2", 3, with_source=False)

@@ -316,6 +316,28 @@ def make_routines() -> dict[str, type]:
     }
 
 
+def async_sleep_flow(flow_id: str, sleep: float) -> Any:
+    """One async routine that awaits ``asyncio.sleep(sleep)`` and logs its input's ``i``."""
+    import asyncio
+
+    rl = _routilux()
+
+    class AsyncSleeper(rl.Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.add_slot("input")
+
+            async def logic(slot_data: Any, message: Any, job_state: Any) -> None:
+                await asyncio.sleep(sleep)
+                job_state.shared_log.append(slot_data["input"][0]["i"])
+
+            self.set_logic(logic)
+
+    flow = rl.Flow(flow_id=flow_id)
+    flow.add_routine(AsyncSleeper(), "sleep")
+    return flow
+
+
 def chain_flow(flow_id: str, hops: int, with_source: bool) -> Any:
     """``[source ->] h1 -> ... -> h(hops-1) -> sink``: ``hops`` receiving routines."""
     rl = _routilux()

@@ -14,6 +14,7 @@ from routilux.errors import (
     EntryError,
     IllegalTransitionError,
     JobNotAcceptingWorkError,
+    PauseTimeoutError,
     QueueFullError,
     RuntimeClosedError,
     UnknownFlowError,
@@ -714,6 +715,28 @@ class TestShutdown:
             assert state.status is JobStatus.CANCELLED
         finally:
             gate.set()
+
+    def test_shutdown_is_woken_by_a_job_settling_while_another_stays_paused(
+        self, registry: FlowRegistry, make_routine, eventually
+    ) -> None:
+        # The runtime's condition is notified only when all jobs have settled, except once
+        # shutdown has begun: a paused job never settles, so shutdown relies on the others.
+        held, held_started = threading.Event(), threading.Event()
+        gate, started = threading.Event(), threading.Event()
+        rt = Runtime(thread_pool_size=2, flow_registry=registry)
+        paused = rt.exec(
+            gated_flow(make_routine, held, held_started, name="held"), entry_params={"x": 0}
+        )
+        assert held_started.wait(WAIT)
+        with pytest.raises(PauseTimeoutError):
+            rt.pause_job(paused.job_id, timeout=0.01)  # the job stays paused
+        held.set()
+        assert eventually(lambda: paused.status is JobStatus.PAUSED)
+        state = rt.exec(gated_flow(make_routine, gate, started), entry_params={"x": 1})
+        assert started.wait(WAIT)
+        threading.Timer(0.05, gate.set).start()
+        assert rt.shutdown(wait=True, timeout=WAIT) is True
+        assert state.status is JobStatus.COMPLETED and paused.status is JobStatus.PAUSED
 
     def test_shutdown_twice_is_harmless(self, registry: FlowRegistry) -> None:
         rt = Runtime(thread_pool_size=1, flow_registry=registry)

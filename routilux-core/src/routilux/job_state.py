@@ -131,6 +131,12 @@ class ExecutionRecord:
         )
 
 
+def _to_status(value: JobStatus | str) -> JobStatus:
+    """``JobStatus(value)``, without the enum lookup when it already is one (every ``exec``
+    creates a state with the default)."""
+    return value if type(value) is JobStatus else JobStatus(value)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -175,7 +181,7 @@ class JobState:
 
     flow_id: str
     job_id: str = attrs.field(factory=_new_job_id)
-    status: JobStatus = attrs.field(default=JobStatus.PENDING, converter=JobStatus)
+    status: JobStatus = attrs.field(default=JobStatus.PENDING, converter=_to_status)
     created_at: datetime = attrs.field(factory=_now)
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -257,7 +257,10 @@ class Runtime:
     def _settle(self, delta: int) -> None:
         with self._hot:
             self._unsettled -= delta
-            if self._unsettled == 0 or delta > 0:
+            # Waiters: ``wait_until_all_jobs_finished``/``await_all`` (all settled) and, once
+            # closed, ``shutdown`` (every job settled or paused): a waiting caller is not woken
+            # by each of thousands of jobs settling in a burst (it competes for the GIL).
+            if self._unsettled == 0 or (delta > 0 and self._closed):
                 self._cond.notify_all()
 
     def _notify(self) -> None:
@@ -274,7 +277,8 @@ class Runtime:
         with self._hot:
             if settled:
                 self._unsettled -= 1
-                self._cond.notify_all()
+                if self._unsettled == 0 or self._closed:  # (see ``_settle``)
+                    self._cond.notify_all()
             now = time.monotonic()
             self._finished[job.job_id] = now
             while len(self._finished) > self._max_finished:
