@@ -107,3 +107,225 @@ class TestRetention:
         finally:
             gate.set()
             rt.shutdown(timeout=WAIT)
+
+
+# -- sync and async routines under a store -----------------------------------------------------
+
+
+def _stage(kind: str, fail_first: bool, batch: bool, seen: list[Any]) -> Routine:
+    """A forwarding stage: ``kind`` 'sync' or 'async'; with ``fail_first`` the first attempt
+    of each activation raises (RETRY, no delay); with ``batch`` a batch policy (no fast path)."""
+    from routilux import ErrorHandler, ErrorStrategy
+    from routilux.activation_policies import batch_size_policy
+
+    r = Routine()
+    r.add_slot("input")
+    r.add_event("output")
+
+    def body(sd: Any, attempt: int) -> None:
+        if fail_first and attempt == 0:
+            raise ConnectionError("first attempt fails")
+        for p in sd["input"]:
+            seen.append(p["v"])
+            r.emit("output", v=p["v"])
+
+    if kind == "async":
+        import asyncio
+
+        async def alogic(sd: Any, m: Any, js: Any) -> None:
+            from routilux import current_activation
+
+            await asyncio.sleep(0)
+            info = current_activation()
+            assert info is not None
+            body(sd, info.attempt)
+
+        r.set_logic(alogic)
+    else:
+
+        def logic(sd: Any, m: Any, js: Any) -> None:
+            from routilux import current_activation
+
+            info = current_activation()
+            assert info is not None
+            body(sd, info.attempt)
+
+        r.set_logic(logic)
+    if fail_first:
+        r.set_error_handler(ErrorHandler(strategy=ErrorStrategy.RETRY, max_retries=2,
+                                         retry_delay=0.0))
+    if batch:
+        r.set_activation_policy(batch_size_policy(2))
+    return r
+
+
+class TestMixedRoutinesWithAStore:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=12, deadline=None)
+    @given(
+        stages=st.lists(
+            st.tuples(st.sampled_from(["sync", "async"]), st.booleans(), st.booleans()),
+            min_size=1, max_size=4,
+        ),
+        n=st.integers(min_value=1, max_value=12),
+    )
+    def test_each_payload_is_consumed_once_and_the_store_is_left_empty(
+        self, tmp_path_factory: Any, stages: list[tuple[str, bool, bool]], n: int
+    ) -> None:
+        path = tmp_path_factory.mktemp("mixed") / "s.db"
+        got: list[Any] = []
+        seen: list[list[Any]] = [[] for _ in stages]
+        flow = Flow("mixed")
+        src = rout(lambda r, sd, m, js: [r.emit("output", v=i) for i in range(n)])
+        flow.add_routine(src, "src")
+        prev = "src"
+        for k, (kind, fail_first, batch) in enumerate(stages):
+            flow.add_routine(_stage(kind, fail_first, batch, seen[k]), f"s{k}")
+            flow.connect(prev, "output", f"s{k}", "input")
+            prev = f"s{k}"
+        sink = rout(lambda r, sd, m, js: got.extend(p["v"] for p in sd["input"]), events=())
+        flow.add_routine(sink, "sink")
+        flow.connect(prev, "output", "sink", "input")
+        store = SqliteJobStore(path)
+        rt = Runtime(store=store, thread_pool_size=3)
+        try:
+            state = rt.exec(flow, {"go": 1})
+            assert rt.wait_job(state.job_id, timeout=WAIT)
+            assert state.status is JobStatus.COMPLETED, state.error
+            assert sorted(got) == list(range(n))
+            for k, (_, fail_first, _) in enumerate(stages):
+                # a failed first attempt emits nothing, so each payload passes once per stage
+                assert sorted(seen[k]) == list(range(n)), (k, seen[k])
+            assert state.unconsumed == {}
+            store.flush()
+            snap = store.load_job(state.job_id)
+            assert snap.status == "completed"
+            assert snap.payloads == () and snap.held == ()
+        finally:
+            rt.shutdown(timeout=WAIT)
+            store.close()
+
+
+class TestRoutineTimeoutUnderAStore:
+    import pytest
+
+    @pytest.mark.parametrize("kind", ["sync", "async"])
+    @pytest.mark.parametrize("strategy", ["skip", "continue"])
+    def test_a_timed_out_input_the_job_went_past_is_not_left_queued_in_the_store(
+        self, tmp_path: Path, kind: str, strategy: str
+    ) -> None:
+        """A kept-open job goes IDLE after an activation timed out and was skipped: the store
+        must not still hold its input as queued (a resume would run it again). Async
+        timeouts committed the outcome; sync ones (the abandoned thread) committed nothing."""
+        import asyncio
+
+        from routilux import ErrorHandler
+
+        gate = threading.Event()
+        r = Routine()
+        r.add_slot("input")
+        if kind == "sync":
+            r.set_logic(lambda sd, m, js: gate.wait(WAIT))
+        else:
+
+            async def hang(sd: Any, m: Any, js: Any) -> None:
+                await asyncio.sleep(WAIT)
+
+            r.set_logic(hang)
+        r.set_config(timeout=0.05)
+        r.set_error_handler(ErrorHandler(strategy=strategy))
+        flow = Flow("timeouts")
+        flow.add_routine(r, "r")
+        with SqliteJobStore(tmp_path / "s.db") as store, Runtime(store=store) as rt:
+            try:
+                state = rt.post(flow, "r", "input", {"v": 1})
+                assert rt.wait_job(state.job_id, timeout=WAIT)
+                assert state.status is JobStatus.IDLE, state.error
+                store.flush()
+                snap = store.load_job(state.job_id)
+                assert snap.payloads == () and snap.held == ()
+                assert [a.outcome for a in store.activations(state.job_id)] == [
+                    "skipped" if strategy == "skip" else "failed"]
+            finally:
+                gate.set()
+            rt.complete_job(state.job_id)
+            assert rt.wait_job(state.job_id, timeout=WAIT)
+
+    def test_a_timed_out_activation_retried_is_held_in_the_store_and_runs_once_more(
+        self, tmp_path: Path
+    ) -> None:
+        from routilux import ErrorHandler, current_activation
+
+        gate = threading.Event()
+        runs: list[int] = []
+
+        def logic(sd: Any, m: Any, js: Any) -> None:
+            info = current_activation()
+            assert info is not None
+            runs.append(info.attempt)
+            if info.attempt == 0:
+                gate.wait(WAIT)
+
+        r = Routine()
+        r.add_slot("input")
+        r.set_logic(logic)
+        r.set_config(timeout=0.05)
+        r.set_error_handler(ErrorHandler(strategy="retry", max_retries=1, retry_delay=0.0))
+        flow = Flow("timeouts_retry")
+        flow.add_routine(r, "r")
+        with SqliteJobStore(tmp_path / "s.db") as store, Runtime(store=store) as rt:
+            try:
+                state = rt.post(flow, "r", "input", {"v": 1})
+                assert rt.wait_job(state.job_id, timeout=WAIT)
+                assert state.status is JobStatus.IDLE, state.error
+                assert runs == [0, 1]
+                store.flush()
+                snap = store.load_job(state.job_id)
+                assert snap.payloads == () and snap.held == ()
+                assert [a.outcome for a in store.activations(state.job_id)] == [
+                    "retry", "completed"]
+            finally:
+                gate.set()
+            rt.complete_job(state.job_id)
+            assert rt.wait_job(state.job_id, timeout=WAIT)
+
+
+class TestGroupCommitOfARetry:
+    def test_a_retry_committed_in_the_round_that_holds_it_leaves_no_held_row(
+        self, tmp_path: Path
+    ) -> None:
+        """An attempt that schedules a retry (its input held) and the retry's own commit land
+        in one group-commit round: merged, the retry's delete of the held row ran before the
+        first commit's insert, leaving an orphan held row (a resume ran the input again)."""
+        import sqlite3
+
+        from routilux.store import Commit, HeldRow, JobSnapshot, PayloadRow
+
+        path = tmp_path / "s.db"
+        store = SqliteJobStore(path, busy_timeout=WAIT)
+        try:
+            store.open_job(JobSnapshot(
+                job_id="j", flow_name="f", flow_id="f", flow_doc=None, status="running",
+                keep_open=True, entry_params=None, next_pid=1, seq=1,
+                payloads=(PayloadRow(pid=1, routine_id="r", slot="input", body="{}"),),
+            ))
+            blocker = sqlite3.connect(path, isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")  # the writer's next round waits for this lock
+            first = store.set_status("j", "running")
+            time.sleep(0.1)  # (lets the writer start that round; if not, all three merge)
+            held = HeldRow(seq=1, routine_id="r", attempt=1, message=None, due=time.time())
+            retry = store.submit(Commit(job_id="j", outcome="retry", seq=1, routine_id="r",
+                                        attempt=0, key="j:r:in-1", consumed=(1,), held=held))
+            done = store.submit(Commit(job_id="j", outcome="completed", seq=1, routine_id="r",
+                                       attempt=1, key="j:r:in-1", consumed=(1,)))
+            blocker.rollback()
+            blocker.close()
+            for handle in (first, retry, done):
+                handle.wait()
+            snap = store.load_job("j")
+            assert snap.payloads == ()
+            assert snap.held == ()
+        finally:
+            store.close()

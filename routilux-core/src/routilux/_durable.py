@@ -359,6 +359,9 @@ class DurableJob:
             outcome = "failed"
         routed: list[tuple[_Buffered, list[int]]] = []
         with job.hot:  # pids are numbered, and commits queued, in one order
+            if act.abandoned:  # its routine timeout came first and committed the outcome
+                return None, err
+            act.finished = True  # from here a routine timeout no longer abandons it
             job.outstanding += 1  # released by _committed, after routing
             consumed = (self.inputs.get(act.seq, ()) if held is not None
                         else self.inputs.pop(act.seq, ()))
@@ -400,6 +403,49 @@ class DurableJob:
                 error = exc
             self._committed(act, routed, rid, error)
         return decision, err
+
+    def timed_out(
+        self, ri: int, act: Activation, err: BaseException, decision: ErrorStrategy
+    ) -> None:
+        """A sync (or remote) activation was abandoned at its routine timeout (job lock held):
+        commit its outcome as :meth:`finish` would, without its emits (they are discarded), so
+        the store no longer holds as queued an input the job skipped, failed past or holds
+        for a retry. Its thread, when it returns, commits nothing (``finish`` sees it
+        abandoned)."""
+        self.outbox.pop(act, None)
+        job = self.job
+        plan = self.plan
+        rid = plan.routine_ids[ri]
+        held: HeldRow | None = None
+        if decision is ErrorStrategy.RETRY and not job.stopped:
+            outcome = "retry"
+            held = HeldRow(
+                seq=act.seq, routine_id=rid, attempt=act.attempt + 1,
+                message=(self._encode(dict(act.message), "message")
+                         if act.message is not None else None),
+                due=time.time() + plan.handlers[ri].delay_for(act.attempt + 1),
+            )
+        elif decision is ErrorStrategy.SKIP:
+            outcome = "skipped"
+        else:
+            outcome = "failed"
+        consumed = (self.inputs.get(act.seq, ()) if held is not None
+                    else self.inputs.pop(act.seq, ()))
+        commit = Commit(
+            job_id=self.job_id, outcome=outcome, seq=act.seq, routine_id=rid,
+            attempt=act.attempt, key=activation_key(self.job_id, rid, consumed, act),
+            consumed=consumed, held=held,
+            states=self._state_rows("state", rid, job.state.routine_states.get(rid)),
+            policy_states=self._policy_rows(rid, job.views[ri]),
+            next_pid=self.next_pid, job_seq=job.seq,
+            was_held=act.seq in self.held_seqs if self.held_seqs else False,
+        )
+        job.outstanding += 1  # released by _committed (on the store's completion thread)
+        try:
+            self.store.submit(commit, partial(self._committed, act, [], rid))
+        except StoreError as exc:  # the store is closed or broken: the job fails
+            job.outstanding -= 1
+            job._finish_locked(JobStatus.FAILED, exc, rid)
 
     def _committed(
         self, act: Activation, routed: list[tuple[_Buffered, list[int]]], rid: str,
