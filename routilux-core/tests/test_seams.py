@@ -191,18 +191,30 @@ class TestMixedRoutinesWithAStore:
         store = SqliteJobStore(path)
         rt = Runtime(store=store, thread_pool_size=3)
         try:
-            state = rt.exec(flow, {"go": 1})
+            # Kept open, the job goes IDLE when drained: the store then still holds the job
+            # (a terminal status deletes its rows), and must hold exactly what is still
+            # queued in memory (payloads a batch policy waits on) and no retry.
+            state = rt.exec(flow, {"go": 1}, keep_open=True)
+            assert rt.wait_job(state.job_id, timeout=WAIT)
+            assert state.status is JobStatus.IDLE, state.error
+            depths = rt.get_job_metrics(state.job_id)["queue_depths"]
+            store.flush()
+            snap = store.load_job(state.job_id)
+            stored: dict[str, int] = {}
+            for p in snap.payloads:
+                assert p.held_by is None
+                key = f"{p.routine_id}.{p.slot}"
+                stored[key] = stored.get(key, 0) + 1
+            assert stored == {k: v for k, v in depths.items() if v}
+            assert snap.held == ()
+            assert rt.complete_job(state.job_id)  # (the batch policies flush what they hold)
             assert rt.wait_job(state.job_id, timeout=WAIT)
             assert state.status is JobStatus.COMPLETED, state.error
             assert sorted(got) == list(range(n))
-            for k, (_, fail_first, _) in enumerate(stages):
+            for k in range(len(stages)):
                 # a failed first attempt emits nothing, so each payload passes once per stage
                 assert sorted(seen[k]) == list(range(n)), (k, seen[k])
             assert state.unconsumed == {}
-            store.flush()
-            snap = store.load_job(state.job_id)
-            assert snap.status == "completed"
-            assert snap.payloads == () and snap.held == ()
         finally:
             rt.shutdown(timeout=WAIT)
             store.close()
