@@ -341,3 +341,50 @@ class TestGroupCommitOfARetry:
             assert snap.held == ()
         finally:
             store.close()
+
+
+class TestRefusedPostUnderAStore:
+    import pytest
+
+    @pytest.mark.parametrize("overflow", ["fail", "block"])
+    def test_a_post_refused_by_a_full_queue_is_not_left_in_the_store(
+        self, tmp_path: Path, overflow: str
+    ) -> None:
+        """``post`` wrote the payload to the store, then the full queue refused it
+        (``QueueFullError``: "the payload was not accepted"); the store kept it as queued, so
+        a resume would have run a payload the caller was told was refused."""
+        from routilux.errors import QueueFullError
+
+        gate, started = threading.Event(), threading.Event()
+        runs: list[Any] = []
+
+        def slow(r: Routine, sd: Any, m: Any, js: Any) -> None:
+            runs.extend(p["v"] for p in sd["input"])
+            started.set()
+            gate.wait(WAIT)
+
+        r = Routine()
+        r.add_slot("input", max_queue_length=1, overflow=overflow, block_timeout=0.05)
+        r.set_logic(lambda sd, m, js: slow(r, sd, m, js))
+        flow = Flow("full")
+        flow.add_routine(r, "r")
+        with SqliteJobStore(tmp_path / "s.db") as store, Runtime(store=store) as rt:
+            try:
+                state = rt.post(flow, "r", "input", {"v": 1})
+                assert started.wait(WAIT)
+                rt.post(flow, "r", "input", {"v": 2}, job_id=state.job_id)  # queued
+                try:
+                    rt.post(flow, "r", "input", {"v": 3}, job_id=state.job_id)
+                except QueueFullError:
+                    pass
+                else:
+                    raise AssertionError("the third post should not fit")
+            finally:
+                gate.set()
+            assert rt.wait_job(state.job_id, timeout=WAIT)
+            assert state.status is JobStatus.IDLE, state.error
+            assert runs == [1, 2]
+            store.flush()
+            assert store.load_job(state.job_id).payloads == ()
+            rt.complete_job(state.job_id)
+            assert rt.wait_job(state.job_id, timeout=WAIT)

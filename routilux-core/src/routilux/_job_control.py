@@ -8,7 +8,12 @@ import time
 from typing import Any
 
 from ._job import Job
-from .errors import IllegalTransitionError, JobNotAcceptingWorkError, PauseTimeoutError
+from .errors import (
+    IllegalTransitionError,
+    JobNotAcceptingWorkError,
+    PauseTimeoutError,
+    QueueFullError,
+)
 from .job_state import JobStatus
 
 __all__ = [
@@ -40,9 +45,15 @@ def post(job: Job, ri: int, qi: int, payload: dict[str, Any]) -> None:
                 job._unsettle_locked()
             if job.tracker is not None:
                 job.tracker.enqueued("post", payload, ((ri, qi),))
-            if job.durable is not None:
+            if job.durable is None:
+                job._deliver_locked(((ri, qi),), payload)
+            else:
                 job.durable.deliver(((ri, qi),), payload)  # durable before it is routed
-            job._deliver_locked(((ri, qi),), payload)
+                try:
+                    job._deliver_locked(((ri, qi),), payload)
+                except QueueFullError:
+                    job.durable.dropped(qi, payload)  # refused: the store lets it go too
+                    raise
         finally:
             job._done_locked()
 
