@@ -388,3 +388,45 @@ class TestRefusedPostUnderAStore:
             assert store.load_job(state.job_id).payloads == ()
             rt.complete_job(state.job_id)
             assert rt.wait_job(state.job_id, timeout=WAIT)
+
+
+class TestPauseUnderAStore:
+    def test_a_save_right_after_pause_holds_what_the_last_activation_emitted(
+        self, tmp_path: Path
+    ) -> None:
+        """Under a store, emits are routed once their commit is durable: ``pause_job``
+        returned when the activation ended, before its emits were routed, so a save right
+        after the pause lost them (every time)."""
+        for i in range(5):
+            gate, started = threading.Event(), threading.Event()
+            a = Routine()
+            a.add_slot("input")
+            a.add_event("out")
+
+            def emit_one(sd: Any, m: Any, js: Any, a: Routine = a,
+                         gate: threading.Event = gate, started: threading.Event = started
+                         ) -> None:
+                started.set()
+                gate.wait(WAIT)
+                a.emit("out", v=1)
+
+            a.set_logic(emit_one)
+            flow = Flow("paused")
+            flow.add_routine(a, "a")
+            flow.add_routine(rout(noop, events=()), "b")
+            flow.connect("a", "out", "b", "input")
+            with SqliteJobStore(tmp_path / f"s{i}.db") as store, Runtime(store=store) as rt:
+                state = rt.exec(flow, {"v": 0})
+                assert started.wait(WAIT)
+                opener = threading.Timer(0.05, gate.set)
+                opener.start()
+                try:
+                    rt.pause_job(state.job_id, timeout=WAIT)  # returns once "a" has ended
+                    saved = job_state_to_dict(state)
+                    assert saved["pending"] == {"b": {"input": [{"v": 1}]}}
+                finally:
+                    gate.set()
+                    opener.join()
+                assert rt.resume_job(state.job_id)
+                assert rt.wait_job(state.job_id, timeout=WAIT)
+                assert state.status is JobStatus.COMPLETED, state.error

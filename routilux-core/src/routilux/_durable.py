@@ -81,7 +81,7 @@ class DurableJob:
 
     __slots__ = ("_known", "codecs", "crash", "flow_doc", "flow_name", "held_seqs", "inputs",
                  "job", "job_id", "next_pid", "outbox", "pidmap", "pipelined", "plan",
-                 "seen", "store")
+                 "seen", "store", "unrouted")
 
     def __init__(
         self, job: Job, store: JobStore, codecs: CodecRegistry, flow_doc: str | None,
@@ -103,6 +103,9 @@ class DurableJob:
         self.held_seqs: set[int] = set()  # activations restored from a held record
         self.seen: dict[tuple[str, str], str] = {}  # last state text written per routine
         self.next_pid = next_pid
+        # commits submitted whose emits are not routed yet (``pause`` waits for them, so a
+        # paused job's queues, and so a save, hold everything its activations emitted)
+        self.unrouted = 0
         # pids of restored payload objects (resume from the store), by id(payload)
         self._known: dict[int, int] | None = known
 
@@ -363,6 +366,7 @@ class DurableJob:
                 return None, err
             act.finished = True  # from here a routine timeout no longer abandons it
             job.outstanding += 1  # released by _committed, after routing
+            self.unrouted += 1
             consumed = (self.inputs.get(act.seq, ()) if held is not None
                         else self.inputs.pop(act.seq, ()))
             key = activation_key(self.job_id, rid, consumed, act)
@@ -441,10 +445,12 @@ class DurableJob:
             was_held=act.seq in self.held_seqs if self.held_seqs else False,
         )
         job.outstanding += 1  # released by _committed (on the store's completion thread)
+        self.unrouted += 1
         try:
             self.store.submit(commit, partial(self._committed, act, [], rid))
         except StoreError as exc:  # the store is closed or broken: the job fails
             job.outstanding -= 1
+            self.unrouted -= 1
             job._finish_locked(JobStatus.FAILED, exc, rid)
 
     def _committed(
@@ -463,6 +469,9 @@ class DurableJob:
                 elif routed:
                     self._route_locked(act, routed)
             finally:
+                self.unrouted -= 1
+                if not self.unrouted and job.paused:
+                    job._notify_locked()  # wakes a pause waiting for the routing
                 job._done_locked()
 
     def _route_locked(self, act: Activation, routed: list[tuple[_Buffered, list[int]]]) -> None:

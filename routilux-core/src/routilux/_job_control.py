@@ -75,7 +75,8 @@ def pause(job: Job, timeout: float | None) -> None:
             if job.aio is not None:
                 job.runtime._aio.job_paused(job)  # hand back what waits for an async slot
         deadline = None if timeout is None else time.monotonic() + timeout
-        while job.ntasks > 0 and not job.stopped:
+        durable = job.durable  # (under a store, emits are routed once their commit is durable)
+        while (job.ntasks > 0 or (durable is not None and durable.unrouted)) and not job.stopped:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 running = [
