@@ -332,6 +332,43 @@ class TestFailures:
         assert js.shared_data["items"] == ["a3", "b3"]
 
 
+    def test_with_a_store_a_lost_cluster_pauses_and_the_store_keeps_the_input_queued(
+        self, tmp_path: Any
+    ) -> None:
+        """The seam of remote executors and the store: the input given back at a lost
+        cluster stays one queued row (not consumed, not held), and after resume it is
+        consumed once; a remote retry under a store leaves nothing behind."""
+        from routilux.store import SqliteJobStore
+
+        ex = PickleExecutor(on_cluster_lost="pause")
+        ex.failures.append(ClusterLostError("gone", routine_id="a", executor="pickle"))
+        flow = chain("chain_lost_store")
+        retry = FailFirst()
+        retry.set_error_handler(ErrorHandler(strategy=ErrorStrategy.RETRY, max_retries=1,
+                                             retry_delay=0.0))
+        flow.add_routine(retry, "f")
+        flow.connect("b", "out", "f", "input")
+        with SqliteJobStore(tmp_path / "s.db") as store, Runtime(
+            thread_pool_size=2, executor=ex, store=store
+        ) as rt:
+            js = rt.exec(flow, entry_params={"n": 3}, keep_open=True)
+            assert not rt.wait_job(js.job_id, 0.3)
+            assert js.status is JobStatus.PAUSED
+            store.flush()
+            snap = store.load_job(js.job_id)
+            assert [(p.routine_id, p.held_by) for p in snap.payloads] == [("a", None)]
+            assert rt.resume_job(js.job_id)
+            assert rt.wait_job(js.job_id, 30)
+            assert js.status is JobStatus.IDLE, js.error
+            store.flush()
+            snap = store.load_job(js.job_id)
+            assert snap.payloads == () and snap.held == ()
+            assert [(a.routine_id, a.outcome) for a in store.activations(js.job_id)] == [
+                ("a", "completed"), ("b", "completed"), ("f", "retry"), ("f", "completed")]
+            assert rt.complete_job(js.job_id)
+        assert js.shared_data["items"] == ["a3", "b3"]
+
+
 class TestChoosingAnExecutor:
     def test_unknown_names_are_typed_errors(self) -> None:
         with pytest.raises(UnknownTypeError, match="nope"):

@@ -749,6 +749,36 @@ class TestJobsCommand:
         assert sorted(json.loads(dict(snap.states)["sink"])["got"]) == [2, 3]
         rt1.shutdown(wait=False)
 
+    def test_resume_that_times_out_leaves_the_job_resumable(
+        self, store_factory: StoreFactory
+    ) -> None:
+        """``jobs resume --store --timeout`` gives up waiting; the job must stay resumable
+        (as its help says), not be recorded as cancelled by the runtime's shutdown."""
+        from click.testing import CliRunner
+        from routilux.cli._app import cli
+
+        job, where, rt1 = self._interrupted(store_factory)
+        sr.GATES["g2"] = gate = _gate()  # the resumed activation blocks again
+        runner = CliRunner()
+        slow = runner.invoke(
+            cli, ["jobs", "resume", job, *where, "--import", "store_routines",
+                  "--timeout", "0.5"])
+        assert slow.exit_code == 1, slow.output
+        assert "did not finish" in slow.output
+        store = store_factory()
+        try:
+            assert store.load_job(job).status == "running"
+        finally:
+            store.close()
+        gate.set()
+        del sr.GATES["g2"]
+        again = runner.invoke(
+            cli, ["jobs", "resume", job, *where, "--import", "store_routines",
+                  "--timeout", "30"])
+        assert again.exit_code == 0, again.output
+        assert f"job {job}: completed" in again.output
+        rt1.shutdown(wait=False)
+
     def test_errors_are_one_line_with_exit_2(self, tmp_path: Path) -> None:
         from click.testing import CliRunner
         from routilux.cli._app import cli

@@ -81,7 +81,7 @@ class DurableJob:
 
     __slots__ = ("_known", "codecs", "crash", "flow_doc", "flow_name", "held_seqs", "inputs",
                  "job", "job_id", "next_pid", "outbox", "pidmap", "pipelined", "plan",
-                 "seen", "store")
+                 "seen", "store", "unrouted")
 
     def __init__(
         self, job: Job, store: JobStore, codecs: CodecRegistry, flow_doc: str | None,
@@ -103,6 +103,9 @@ class DurableJob:
         self.held_seqs: set[int] = set()  # activations restored from a held record
         self.seen: dict[tuple[str, str], str] = {}  # last state text written per routine
         self.next_pid = next_pid
+        # commits submitted whose emits are not routed yet (``pause`` waits for them, so a
+        # paused job's queues, and so a save, hold everything its activations emitted)
+        self.unrouted = 0
         # pids of restored payload objects (resume from the store), by id(payload)
         self._known: dict[int, int] | None = known
 
@@ -359,7 +362,11 @@ class DurableJob:
             outcome = "failed"
         routed: list[tuple[_Buffered, list[int]]] = []
         with job.hot:  # pids are numbered, and commits queued, in one order
+            if act.abandoned:  # its routine timeout came first and committed the outcome
+                return None, err
+            act.finished = True  # from here a routine timeout no longer abandons it
             job.outstanding += 1  # released by _committed, after routing
+            self.unrouted += 1
             consumed = (self.inputs.get(act.seq, ()) if held is not None
                         else self.inputs.pop(act.seq, ()))
             key = activation_key(self.job_id, rid, consumed, act)
@@ -401,6 +408,51 @@ class DurableJob:
             self._committed(act, routed, rid, error)
         return decision, err
 
+    def timed_out(
+        self, ri: int, act: Activation, err: BaseException, decision: ErrorStrategy
+    ) -> None:
+        """A sync (or remote) activation was abandoned at its routine timeout (job lock held):
+        commit its outcome as :meth:`finish` would, without its emits (they are discarded), so
+        the store no longer holds as queued an input the job skipped, failed past or holds
+        for a retry. Its thread, when it returns, commits nothing (``finish`` sees it
+        abandoned)."""
+        self.outbox.pop(act, None)
+        job = self.job
+        plan = self.plan
+        rid = plan.routine_ids[ri]
+        held: HeldRow | None = None
+        if decision is ErrorStrategy.RETRY and not job.stopped:
+            outcome = "retry"
+            held = HeldRow(
+                seq=act.seq, routine_id=rid, attempt=act.attempt + 1,
+                message=(self._encode(dict(act.message), "message")
+                         if act.message is not None else None),
+                due=time.time() + plan.handlers[ri].delay_for(act.attempt + 1),
+            )
+        elif decision is ErrorStrategy.SKIP:
+            outcome = "skipped"
+        else:
+            outcome = "failed"
+        consumed = (self.inputs.get(act.seq, ()) if held is not None
+                    else self.inputs.pop(act.seq, ()))
+        commit = Commit(
+            job_id=self.job_id, outcome=outcome, seq=act.seq, routine_id=rid,
+            attempt=act.attempt, key=activation_key(self.job_id, rid, consumed, act),
+            consumed=consumed, held=held,
+            states=self._state_rows("state", rid, job.state.routine_states.get(rid)),
+            policy_states=self._policy_rows(rid, job.views[ri]),
+            next_pid=self.next_pid, job_seq=job.seq,
+            was_held=act.seq in self.held_seqs if self.held_seqs else False,
+        )
+        job.outstanding += 1  # released by _committed (on the store's completion thread)
+        self.unrouted += 1
+        try:
+            self.store.submit(commit, partial(self._committed, act, [], rid))
+        except StoreError as exc:  # the store is closed or broken: the job fails
+            job.outstanding -= 1
+            self.unrouted -= 1
+            job._finish_locked(JobStatus.FAILED, exc, rid)
+
     def _committed(
         self, act: Activation, routed: list[tuple[_Buffered, list[int]]], rid: str,
         error: BaseException | None,
@@ -417,6 +469,9 @@ class DurableJob:
                 elif routed:
                     self._route_locked(act, routed)
             finally:
+                self.unrouted -= 1
+                if not self.unrouted and job.paused:
+                    job._notify_locked()  # wakes a pause waiting for the routing
                 job._done_locked()
 
     def _route_locked(self, act: Activation, routed: list[tuple[_Buffered, list[int]]]) -> None:

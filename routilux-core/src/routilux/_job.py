@@ -697,13 +697,17 @@ class Job:
             timeout = self.plan.timeouts[ri] or 0.0
             rid = self.plan.routine_ids[ri]
             self.stats[ri].timeouts += 1
-            err = RoutineTimeoutError(
+            err: BaseException = RoutineTimeoutError(
                 f"routine {rid!r} ran longer than its timeout of {timeout:g} s; the activation "
                 "was abandoned (its thread cannot be killed; its late emits are dropped)",
                 routine_id=rid,
                 timeout=timeout,
             )
-            self._failed_locked(ri, act, err, time.time() - timeout, timeout)
+            decision: ErrorStrategy | None = None
+            if self.durable is not None:  # the store records the outcome (no commit follows)
+                decision, err = self._decide_locked(ri, err, act.attempt, act.slot_data)
+                self.durable.timed_out(ri, act, err, decision)
+            self._failed_locked(ri, act, err, time.time() - timeout, timeout, decision)
             self.outstanding += 1  # guard: the abandoned task ends, queued input goes on
             self._task_end_locked(ri)
             if not self.stopped and not self.paused:

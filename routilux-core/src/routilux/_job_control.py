@@ -8,7 +8,12 @@ import time
 from typing import Any
 
 from ._job import Job
-from .errors import IllegalTransitionError, JobNotAcceptingWorkError, PauseTimeoutError
+from .errors import (
+    IllegalTransitionError,
+    JobNotAcceptingWorkError,
+    PauseTimeoutError,
+    QueueFullError,
+)
 from .job_state import JobStatus
 
 __all__ = [
@@ -40,9 +45,15 @@ def post(job: Job, ri: int, qi: int, payload: dict[str, Any]) -> None:
                 job._unsettle_locked()
             if job.tracker is not None:
                 job.tracker.enqueued("post", payload, ((ri, qi),))
-            if job.durable is not None:
+            if job.durable is None:
+                job._deliver_locked(((ri, qi),), payload)
+            else:
                 job.durable.deliver(((ri, qi),), payload)  # durable before it is routed
-            job._deliver_locked(((ri, qi),), payload)
+                try:
+                    job._deliver_locked(((ri, qi),), payload)
+                except QueueFullError:
+                    job.durable.dropped(qi, payload)  # refused: the store lets it go too
+                    raise
         finally:
             job._done_locked()
 
@@ -64,7 +75,8 @@ def pause(job: Job, timeout: float | None) -> None:
             if job.aio is not None:
                 job.runtime._aio.job_paused(job)  # hand back what waits for an async slot
         deadline = None if timeout is None else time.monotonic() + timeout
-        while job.ntasks > 0 and not job.stopped:
+        durable = job.durable  # (under a store, emits are routed once their commit is durable)
+        while (job.ntasks > 0 or (durable is not None and durable.unrouted)) and not job.stopped:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 running = [

@@ -299,7 +299,9 @@ class Runtime:
         if job is not None:
             self._fold(job)
             job.state._live = None
-            job.views = []
+            # (a failed or cancelled job may still have an activation running, whose durable
+            # commit reads ``views[ri]``: keep one entry per routine, without the views)
+            job.views = [None] * len(job.views)
 
     def _fold(self, job: Job) -> None:
         """Keep a forgotten job's statistics in its flow's tracker (runtime lock held)."""
@@ -416,10 +418,16 @@ class Runtime:
             with self._hot:
                 if self._closed:
                     raise RuntimeClosedError("the runtime is shut down; create a new Runtime")
-                if state.job_id in self._jobs and not self._jobs[state.job_id].stopped:
-                    raise ConfigurationError(
-                        f"job {state.job_id} is already running in this runtime"
-                    )
+                old = self._jobs.get(state.job_id)
+                if old is not None:
+                    if not old.stopped:
+                        raise ConfigurationError(
+                            f"job {state.job_id} is already running in this runtime"
+                        )
+                    # The ended job this one continues (a saved copy, or the store's record)
+                    # leaves the retention order, or evicting it would forget this live job.
+                    if self._finished.pop(state.job_id, None) is not None:
+                        self._fold(old)
                 self._jobs[state.job_id] = job
                 self._unsettled += 1
                 self._ensure_workers()

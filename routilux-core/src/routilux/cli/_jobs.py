@@ -3,6 +3,7 @@ recorded in a durable job store. The command group itself is in ``_server.py``."
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -120,8 +121,11 @@ def store_resume(
             _import_file(Path(name))
         else:
             _import_module(name)
+    from ..errors import RoutiluxError
+
     store = _open(store_path, schema)
     rt = Runtime(thread_pool_size=workers, store=store)
+    finished = False
     try:
         state = rt.resume(job_id)
         click.echo(f"resumed job {job_id} (flow {state.flow_id!r})", err=True)
@@ -131,6 +135,11 @@ def store_resume(
         if not finished:
             click.echo(f"job {job_id} did not finish within {timeout:g} s", err=True)
     finally:
+        if not finished:
+            # Leave the job as the store has it, resumable: shutting down cancels a running
+            # job (recorded as cancelled), a paused one is left alone.
+            with contextlib.suppress(RoutiluxError):
+                rt.pause_job(job_id, timeout=0)
         rt.shutdown(wait=False)
         store.close()
     ctx.exit(0 if finished and status == "completed" else 1)

@@ -58,10 +58,13 @@ class Rows:
 
     Within one round no commit depends on another's rows: an activation only consumes
     payloads whose commit was durable before it was routed, so deletes and inserts of a round
-    never touch the same row, and merging them keeps every commit's effect.
+    never touch the same row, and merging them keeps every commit's effect. The exception is
+    a retry, which runs from memory and may commit in the round that holds its input: such a
+    commit starts a new batch (``depends_on_round``).
     """
 
-    __slots__ = ("act", "del_held", "del_pay", "held", "hold", "jobs", "pay", "pol", "st")
+    __slots__ = ("act", "del_held", "del_pay", "held", "held_keys", "hold", "jobs", "pay",
+                 "pol", "st")
 
     def __init__(self) -> None:
         self.del_pay: list[tuple[str, int]] = []
@@ -73,6 +76,13 @@ class Rows:
         self.st: list[tuple[str, str, str]] = []
         self.pol: list[tuple[str, str, str]] = []
         self.jobs: dict[str, tuple[int, int]] = {}
+        self.held_keys: set[tuple[str, int]] = set()  # (job, seq) of the held rows added
+
+    def depends_on_round(self, c: Commit) -> bool:
+        """True if ``c`` is the retry of an activation whose held row is in this round (a
+        retry with a short delay can commit in the round that holds it): merged, its delete
+        would run before the insert and leave the held row behind."""
+        return bool(self.held_keys) and (c.job_id, c.seq) in self.held_keys
 
     def add(self, c: Commit, now: float) -> None:
         job = c.job_id
@@ -87,6 +97,7 @@ class Rows:
             h = c.held
             if h is not None:
                 self.held.append((job, h.seq, h.routine_id, h.attempt, h.message, h.due))
+                self.held_keys.add((job, h.seq))
             self.act.append((job, c.seq, c.attempt, c.routine_id, c.outcome, c.key,
                              ",".join(map(str, c.consumed)), now))
         if c.emitted:
@@ -271,6 +282,9 @@ class GroupCommitStore(ABC):
         rows: Rows | None = None
         for kind, arg, _ in batch:
             if kind == "commit":
+                if rows is not None and rows.depends_on_round(arg):
+                    self._write_rows(conn, rows)  # write what it depends on first
+                    rows = None
                 if rows is None:
                     rows = Rows()
                 rows.add(arg, now)
