@@ -21,7 +21,13 @@ from ..errors import (
     UnknownJobError,
 )
 from ._base import HeldRow, JobSnapshot, JobSummary, PayloadRow, StoredActivation
-from ._writer import TERMINAL, GroupCommitStore, Rows
+from ._writer import (
+    TERMINAL,
+    GroupCommitStore,
+    Rows,
+    activations_from_rows,
+    summaries_from_rows,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -341,11 +347,7 @@ class PostgresJobStore(GroupCommitStore):
                                 args).fetchall()
         finally:
             conn.close()
-        return [
-            JobSummary(job_id=j, flow_name=n, flow_id=f, status=st, created=c, updated=u,
-                       error=e, activations=a)
-            for j, n, f, st, c, u, e, a in rows
-        ]
+        return summaries_from_rows(rows)
 
     def activations(self, job_id: str) -> list[StoredActivation]:
         conn = self._connect()
@@ -356,11 +358,7 @@ class PostgresJobStore(GroupCommitStore):
                 (job_id,)).fetchall()
         finally:
             conn.close()
-        return [
-            StoredActivation(seq=sq, routine_id=r, attempt=a, outcome=o, key=k,
-                             consumed=tuple(int(x) for x in c.split(",") if x), committed=t)
-            for sq, r, a, o, k, c, t in rows
-        ]
+        return activations_from_rows(rows)
 
     def __repr__(self) -> str:
         return f"<PostgresJobStore {self.location} synchronous={self.synchronous}>"

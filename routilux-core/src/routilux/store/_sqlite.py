@@ -25,7 +25,13 @@ from ._base import (
     PayloadRow,
     StoredActivation,
 )
-from ._writer import TERMINAL, GroupCommitStore, Rows
+from ._writer import (
+    TERMINAL,
+    GroupCommitStore,
+    Rows,
+    activations_from_rows,
+    summaries_from_rows,
+)
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SqliteJobStore"]
 
@@ -338,11 +344,7 @@ class SqliteJobStore(GroupCommitStore):
             raise self._corrupt(exc) from None
         finally:
             conn.close()
-        return [
-            JobSummary(job_id=j, flow_name=n, flow_id=f, status=s, created=c, updated=u,
-                       error=e, activations=a)
-            for j, n, f, s, c, u, e, a in rows
-        ]
+        return summaries_from_rows(rows)
 
     def activations(self, job_id: str) -> list[StoredActivation]:
         conn = self._read()
@@ -356,11 +358,7 @@ class SqliteJobStore(GroupCommitStore):
             raise self._corrupt(exc) from None
         finally:
             conn.close()
-        return [
-            StoredActivation(seq=s, routine_id=r, attempt=a, outcome=o, key=k,
-                             consumed=tuple(int(x) for x in c.split(",") if x), committed=t)
-            for s, r, a, o, k, c, t in rows
-        ]
+        return activations_from_rows(rows)
 
     def integrity_check(self) -> list[str]:
         """``PRAGMA integrity_check`` of the file: ``["ok"]`` when it is sound."""

@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from ..errors import StoreError
-from ._base import Commit, JobSnapshot
+from ._base import Commit, JobSnapshot, JobSummary, StoredActivation
 from ._crash import CrashPlan
 
 __all__ = ["GroupCommitStore", "Handle", "Rows"]
@@ -336,3 +336,25 @@ class GroupCommitStore(ABC):
                     handle.then(handle.error)
                 except Exception:
                     _log.exception("store.callback_failed", store=self.location)
+
+
+# -- reading rows back, shared by the stores (their SELECTs return the same columns) ---------
+
+
+def summaries_from_rows(rows: list[Any]) -> list[JobSummary]:
+    """``(job_id, flow_name, flow_id, status, created, updated, error, activations)`` rows."""
+    return [
+        JobSummary(job_id=j, flow_name=n, flow_id=f, status=st, created=c, updated=u,
+                   error=e, activations=a)
+        for j, n, f, st, c, u, e, a in rows
+    ]
+
+
+def activations_from_rows(rows: list[Any]) -> list[StoredActivation]:
+    """``(seq, routine_id, attempt, outcome, key, consumed, committed)`` rows; ``consumed`` is
+    the comma-separated payload numbers."""
+    return [
+        StoredActivation(seq=sq, routine_id=r, attempt=a, outcome=o, key=k,
+                         consumed=tuple(int(x) for x in c.split(",") if x), committed=t)
+        for sq, r, a, o, k, c, t in rows
+    ]
