@@ -3,6 +3,7 @@ job lock's contention-friendly entry."""
 
 from __future__ import annotations
 
+import struct
 import threading
 from array import array
 from time import sleep as _yield
@@ -15,6 +16,9 @@ __all__ = ["Activation", "RoutineStats", "YieldingLock"]
 
 _DURATION_SAMPLES = 1024
 """Most recent activation durations kept per job and routine (for percentiles)."""
+
+_SAMPLE = struct.Struct("d")
+_RING_BYTES = _DURATION_SAMPLES * _SAMPLE.size
 
 _SPINS = 50
 """Times a worker yields the GIL and retries before it blocks on a busy job lock."""
@@ -86,7 +90,7 @@ class Activation:
 class RoutineStats:
     """Per-job counters of one routine (written under the job lock)."""
 
-    __slots__ = ("activations", "dpos", "durations", "errors", "max", "min", "payloads_in",
+    __slots__ = ("_samples", "activations", "dpos", "errors", "max", "min", "payloads_in",
                  "payloads_out", "retries", "skipped", "timeouts", "total")
 
     def __init__(self) -> None:
@@ -100,10 +104,12 @@ class RoutineStats:
         self.total = 0.0
         self.min = float("inf")
         self.max = 0.0
-        # The most recent samples (a ring of _DURATION_SAMPLES, made on first use): an
-        # ``array`` is not tracked by the cyclic garbage collector, a ``deque`` would be.
-        self.durations: array[float] | None = None
-        self.dpos = 0
+        # The most recent samples (a ring of _DURATION_SAMPLES packed doubles, made on first
+        # use): a ``bytearray`` is not tracked by the cyclic garbage collector; an ``array``
+        # or a ``deque`` would be, one more object per routine of every kept job for each
+        # collection to walk (docs/performance.md).
+        self._samples: bytearray | None = None
+        self.dpos = 0  # next byte offset to overwrite once the ring is full
 
     def record(self, seconds: float) -> None:
         self.activations += 1
@@ -112,15 +118,22 @@ class RoutineStats:
             self.min = seconds
         if seconds > self.max:
             self.max = seconds
-        durations = self.durations
-        if durations is None:
-            self.durations = array("d", (seconds,))
-        elif len(durations) < _DURATION_SAMPLES:
-            durations.append(seconds)
+        samples = self._samples
+        if samples is None:
+            self._samples = bytearray(_SAMPLE.pack(seconds))
+        elif len(samples) < _RING_BYTES:
+            samples += _SAMPLE.pack(seconds)
         else:
             pos = self.dpos
-            durations[pos] = seconds
-            self.dpos = (pos + 1) % _DURATION_SAMPLES
+            _SAMPLE.pack_into(samples, pos, seconds)
+            self.dpos = (pos + _SAMPLE.size) % _RING_BYTES
+
+    @property
+    def durations(self) -> array[float] | None:
+        """The most recent activation durations in seconds (up to ``_DURATION_SAMPLES``, in
+        no particular order; a copy), or None before the first."""
+        samples = self._samples
+        return None if samples is None else array("d", bytes(samples))
 
     def to_dict(self) -> dict[str, Any]:
         samples = sorted(self.durations or ())

@@ -17,7 +17,6 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-import weakref
 from collections import deque
 from functools import partial
 from types import MappingProxyType
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ._activation import Activation, RoutineStats, YieldingLock
 from ._async import NotifyingCondition
 from ._context import CURRENT, ActivationContext
-from .activation_policies import _IMMEDIATE_MESSAGE, ImmediatePolicy, PolicyView
+from .activation_policies import _IMMEDIATE_MESSAGE, PolicyView
 from .error_handling import ErrorStrategy, Failure
 from .errors import (
     ActivationPolicyError,
@@ -100,7 +99,7 @@ class Job:
         self.timers = runtime._timers
         # A single-slot routine with the immediate policy takes straight from its queue
         # (fastq[ri] is that queue's index, else -1) and gets a PolicyView only if asked.
-        self.fastq = fastq = _fast_queues(plan)
+        self.fastq = fastq = plan.fast_queues
         self.views: list[PolicyView | None] = [None] * n
         for ri in range(n):
             if fastq[ri] < 0:
@@ -164,9 +163,12 @@ class Job:
 
     def view(self, ri: int) -> PolicyView:
         """Routine ``ri``'s policy view, created on first use."""
-        view = self.views[ri]
+        views = self.views
+        view = views[ri]
         if view is None:
-            view = self.views[ri] = self._make_view(ri)
+            if isinstance(views, tuple):  # a completed job's shared stand-in (``_compact_locked``)
+                views = self.views = list(views)
+            view = views[ri] = self._make_view(ri)
         return view
 
     def _ready_list(self, ri: int) -> deque[Activation]:
@@ -890,10 +892,17 @@ class Job:
         empty and nothing runs, so shared empty stand-ins read the same, and the collector
         no longer walks a job's worth of deques and sets on every full collection. A stray
         write to them would raise, never leak into another job."""
-        self.queues = _empty_queues(self.plan)  # type: ignore[assignment]
+        plan = self.plan
+        self.queues = plan.empty_queues  # type: ignore[assignment]
         self.executing = self.retry_waiting = _NOTHING  # type: ignore[assignment]
         # Views hold the old queues; keep only those with policy state (it is saved).
-        self.views = [v if v is not None and v.state else None for v in self.views]
+        views = self.views
+        for v in views:
+            if v is not None and v.state:
+                self.views = [v if v is not None and v.state else None for v in views]
+                break
+        else:
+            self.views = plan.no_views  # type: ignore[assignment]
         # Settled and notified: its waiters hold their own reference, later ones return at
         # once (``settled``), so the condition can go too.
         self._cond = None
@@ -910,34 +919,4 @@ class Job:
             self.runtime._settle(-1)
 
 
-def _fast_queues(plan: FlowPlan) -> tuple[int, ...]:
-    """Per routine: its queue index if it has one slot and the immediate policy, else -1
-    (cached on the plan, which is immutable)."""
-    fast: tuple[int, ...] | None = _FAST.get(plan)
-    if fast is None:
-        fast = tuple(
-            plan.queue_base[ri]
-            if len(plan.slot_names[ri]) == 1 and type(plan.policies[ri]) is ImmediatePolicy
-            else -1
-            for ri in range(len(plan.routine_ids))
-        )
-        _FAST[plan] = fast
-    return fast
-
-
-_FAST: weakref.WeakKeyDictionary[FlowPlan, tuple[int, ...]] = weakref.WeakKeyDictionary()
-
-
-
 _NOTHING: frozenset[Activation] = frozenset()
-_EMPTY_QUEUES: weakref.WeakKeyDictionary[FlowPlan, tuple[tuple[()], ...]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _empty_queues(plan: FlowPlan) -> tuple[tuple[()], ...]:
-    """One empty, immutable queue per slot of ``plan`` (shared by its completed jobs)."""
-    empty = _EMPTY_QUEUES.get(plan)
-    if empty is None:
-        empty = _EMPTY_QUEUES[plan] = ((),) * plan.queue_count
-    return empty

@@ -301,7 +301,7 @@ class Runtime:
             job.state._live = None
             # (a failed or cancelled job may still have an activation running, whose durable
             # commit reads ``views[ri]``: keep one entry per routine, without the views)
-            job.views = [None] * len(job.views)
+            job.views = job.plan.no_views  # type: ignore[assignment]
 
     def _fold(self, job: Job) -> None:
         """Keep a forgotten job's statistics in its flow's tracker (runtime lock held)."""
