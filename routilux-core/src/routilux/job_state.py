@@ -155,10 +155,12 @@ def _new_job_id() -> str:
     not ``os.urandom``: job ids are identifiers, not secrets, and a system call on the ``exec``
     path releases the GIL and stalls behind busy workers.
     """
-    n = random.getrandbits(128)
-    n = (n & ~(0xF000 << 64)) | (4 << 76)  # version 4
-    n = (n & ~(0xC000 << 48)) | (0x8000 << 48)  # RFC 4122 variant
-    return f"{n:032x}"
+    return f"{random.getrandbits(128) & _UUID_KEEP | _UUID_SET:032x}"
+
+
+# Version 4 (bits 76-79 = 0100) and the RFC 4122 variant (bits 62-63 = 10), as two masks.
+_UUID_KEEP = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID_SET = (4 << 76) | (0x8000 << 48)
 
 
 # Setting attributes runs no attrs hooks (statuses change on the runtime's hot path; values

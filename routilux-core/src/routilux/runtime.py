@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from queue import SimpleQueue
 from types import TracebackType
@@ -372,7 +372,11 @@ class Runtime:
         plan = flow.plan()
         if self._remote is not None:
             self._remote.specs(plan)  # a routine that cannot be rebuilt remotely fails here
-        if entry_params is not None and not isinstance(entry_params, Mapping):
+        if (
+            entry_params is not None
+            and type(entry_params) is not dict  # (the common case, without the ABC check)
+            and not isinstance(entry_params, Mapping)
+        ):
             raise ConfigurationError(
                 f"entry_params must be a dict of parameters, got {type(entry_params).__name__}"
             )
@@ -385,11 +389,8 @@ class Runtime:
                 flow_id=flow.flow_id,
                 entry_params=dict(entry_params) if entry_params is not None else None,
                 keep_open=keep_open,
+                execution_history=deque(maxlen=self._history_limit),
             )
-            if self._history_limit != DEFAULT_HISTORY_LIMIT:
-                state.execution_history = type(state.execution_history)(
-                    maxlen=self._history_limit
-                )
             deliver = not (keep_open and entry_params is None)
         else:
             state = job_state
