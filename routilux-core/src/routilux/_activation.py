@@ -43,17 +43,30 @@ class YieldingLock:
         self.lock = lock
 
     def __enter__(self) -> None:
+        if not self.lock.acquire(False):
+            self.contended()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+    def contended(self) -> None:
+        """Take the lock after a first ``acquire(False)`` failed.
+
+        The per-message paths inline the uncontended case (no Python call for it)::
+
+            if not lock.acquire(False):
+                hot.contended()
+            try:
+                ...
+            finally:
+                lock.release()
+        """
         acquire = self.lock.acquire
-        if acquire(False):
-            return
         for _ in range(_SPINS):
             _yield(0)
             if acquire(False):
                 return
         acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.lock.release()
 
 
 class Activation:

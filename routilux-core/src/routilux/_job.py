@@ -281,7 +281,10 @@ class Job:
         if durable is not None and ctx.activation is not None:
             durable.buffer(ri, event, targets, payload, ctx.activation)  # routed on commit
             return
-        with self.hot:
+        lock = self.lock
+        if not lock.acquire(False):  # the job lock, entered as YieldingLock does
+            self.hot.contended()
+        try:
             act = ctx.activation
             if self.stopped or act is None or act.abandoned:
                 self.state.discarded_emits += 1
@@ -294,6 +297,8 @@ class Job:
                 tracker.emitted(act, event, payload, targets)
             if targets:
                 self._deliver_locked(targets, payload)
+        finally:
+            lock.release()
 
     def emit_from(
         self, routine: Routine, event: str, payload: dict[str, Any], ctx: ActivationContext
@@ -440,6 +445,7 @@ class Job:
     def run_task(self, ri: int, act: Activation) -> None:
         """Run activations of routine ``ri`` on this worker until the policy yields none."""
         lock = self.hot
+        raw = self.lock
         tracker = self.tracker
         # Untracked and running, there is nothing to do under the lock before the logic runs
         # (a stop or pause from now on is handled as one arriving just after it started).
@@ -504,7 +510,9 @@ class Job:
                         )
                     )
                     recorded = True
-                with lock:
+                if not raw.acquire(False):  # ``with lock``, the uncontended case inlined
+                    lock.contended()
+                try:
                     if act.abandoned:
                         return  # timed out: the timeout handler already settled this task
                     act.finished = True
@@ -544,6 +552,8 @@ class Job:
                         else:
                             tracker.started(nxt)
                     act = nxt
+                finally:
+                    raw.release()
         finally:
             CURRENT.reset(token)
 

@@ -274,7 +274,10 @@ class Runtime:
                 "job.failed", job_id=job.job_id, flow=job.flow_name,
                 routine=state.error_routine, error_type=state.error_type, error=state.error,
             )
-        with self._hot:
+        lock = self._lock
+        if not lock.acquire(False):  # ``with self._hot``, the uncontended case inlined
+            self._hot.contended()
+        try:
             if settled:
                 self._unsettled -= 1
                 if self._unsettled == 0 or self._closed:  # (see ``_settle``)
@@ -291,6 +294,8 @@ class Runtime:
                         break
                     self._finished.popitem(last=False)
                     self._forget(old)
+        finally:
+            lock.release()
 
     def _forget(self, job_id: str) -> None:
         """Drop a finished job (runtime lock held) and break its reference cycles, so its
