@@ -10,6 +10,8 @@ from time import sleep as _yield
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections import deque
+
     from ._timers import TimerHandle
 
 __all__ = ["Activation", "RoutineStats", "YieldingLock"]
@@ -146,7 +148,14 @@ class RoutineStats:
         """The most recent activation durations in seconds (up to ``_DURATION_SAMPLES``, in
         no particular order; a copy), or None before the first."""
         samples = self._samples
-        return None if samples is None else array("d", bytes(samples))
+        return None if samples is None else array("d", samples)
+
+    def samples_into(self, target: deque[float]) -> None:
+        """Append the kept durations to ``target`` (copied in one C call, so a concurrent
+        ``record`` on a live job cannot interleave)."""
+        samples = self._samples
+        if samples:
+            target.extend(array("d", samples))
 
     def to_dict(self) -> dict[str, Any]:
         samples = sorted(self.durations or ())
