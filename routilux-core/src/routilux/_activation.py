@@ -19,6 +19,7 @@ __all__ = ["Activation", "RoutineStats", "YieldingLock"]
 _DURATION_SAMPLES = 1024
 """Most recent activation durations kept per job and routine (for percentiles)."""
 
+_INF = float("inf")
 _SAMPLE = struct.Struct("d")
 _RING_BYTES = _DURATION_SAMPLES * _SAMPLE.size
 
@@ -117,7 +118,7 @@ class RoutineStats:
         self.payloads_in = 0
         self.payloads_out = 0
         self.total = 0.0
-        self.min = float("inf")
+        self.min = _INF
         self.max = 0.0
         # The most recent samples (a ring of _DURATION_SAMPLES packed doubles, made on first
         # use): a ``bytearray`` is not tracked by the cyclic garbage collector; an ``array``

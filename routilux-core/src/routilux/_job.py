@@ -331,7 +331,11 @@ class Job:
             queues[qi].append(payload)
             stats[di].payloads_in += 1
             if tasks[di] < maxc[di] and not paused and not self.stopped:
-                self._try_start_locked(di)  # (a failing policy may stop the job mid-loop)
+                # ``_try_start_locked(di)``, one call less per payload (a failing policy may
+                # stop the job mid-loop)
+                act = self._take_locked(di)
+                if act is not None:
+                    self._spawn_locked(di, act)
 
     def _make_room_locked(self, targets: tuple[Target, ...]) -> None:
         plan = self.plan
@@ -581,7 +585,10 @@ class Job:
             self._notify_locked()
             if self.stopped:
                 self._settle_locked()
-        self._done_locked()
+        # ``_done_locked()``, inlined: every task ends here
+        self.outstanding -= 1
+        if self.outstanding == 0 and not self.stopped:
+            self._quiescent_locked()
 
     def _done_locked(self) -> None:
         self.outstanding -= 1
