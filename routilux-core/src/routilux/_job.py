@@ -895,7 +895,8 @@ class Job:
             self.job_timer = None
         if self.aio is not None:
             self.runtime._aio.job_stopped(self)  # cancel its running coroutines
-        self._notify_locked()
+        if self._cond is not None:  # (``_notify_locked``)
+            self._cond.notify_all()
         settle = self.ntasks == 0 and not self.settled
         if settle:
             self.settled = True

@@ -436,7 +436,8 @@ class Runtime:
                         self._fold(old)
                 self._jobs[state.job_id] = job
                 self._unsettled += 1
-                self._ensure_workers()
+                if not self._workers:
+                    self._ensure_workers()
         except BaseException:
             (state.pending, state.in_flight, state.policy_states, state.status,
              state._live) = saved
