@@ -92,7 +92,8 @@ class Job:
         # cyclic garbage collector walks each one on every collection it survives: what is
         # rarely needed is created on first use (docs/performance.md, "Garbage collection").
         self.retry_ready: list[deque[Activation] | None] | None = None
-        self.retry_waiting: set[Activation] = set()
+        # (made on the first retry armed; most jobs never arm one)
+        self.retry_waiting: set[Activation] = _NOTHING  # type: ignore[assignment]
         self.executing: set[Activation] = set()
         self.policy_timers: list[TimerHandle | None] | None = None
         self.stats = [RoutineStats() for _ in range(n)]
@@ -692,6 +693,8 @@ class Job:
 
     def _arm_retry_locked(self, act: Activation, delay: float) -> None:
         self.outstanding += 1
+        if self.retry_waiting is _NOTHING:
+            self.retry_waiting = set()
         self.retry_waiting.add(act)
         act.due = self.timers.now() + delay
         act.timer = self.timers.call_at(act.due, partial(self._retry_fire, act))
@@ -913,6 +916,7 @@ class Job:
         plan = self.plan
         self.queues = plan.empty_queues  # type: ignore[assignment]
         self.executing = self.retry_waiting = _NOTHING  # type: ignore[assignment]
+        self.tasks = plan.no_tasks  # type: ignore[assignment]  # (all zero: nothing runs)
         # Views hold the old queues; keep only those with policy state (it is saved).
         views = self.views
         for v in views:

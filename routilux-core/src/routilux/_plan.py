@@ -66,6 +66,8 @@ class FlowPlan:
     """One empty, immutable queue per slot: what a completed job's queues become."""
     no_views: tuple[None, ...] = attrs.field(init=False, repr=False)
     """One ``None`` per routine: a completed job's views when none holds policy state."""
+    no_tasks: tuple[int, ...] = attrs.field(init=False, repr=False)
+    """One ``0`` per routine: a completed job's running-task counts."""
 
     def __attrs_post_init__(self) -> None:
         fast = tuple(
@@ -77,6 +79,7 @@ class FlowPlan:
         object.__setattr__(self, "fast_queues", fast)
         object.__setattr__(self, "empty_queues", ((),) * self.queue_count)
         object.__setattr__(self, "no_views", (None,) * len(self.routine_ids))
+        object.__setattr__(self, "no_tasks", (0,) * len(self.routine_ids))
 
     def queue_index(self, routine_id: str, slot: str) -> tuple[int, int]:
         """``(routine index, flat queue index)`` of a slot, for posts and restores."""
