@@ -81,7 +81,7 @@ class Job:
         self.hot = YieldingLock(self.lock)  # the job lock, for the per-message paths
         self._cond: NotifyingCondition | None = None  # created on first wait (rare)
         n = len(plan.routine_ids)
-        self.queues: list[deque[dict[str, Any]]] = [deque() for _ in range(plan.queue_count)]
+        self.queues: list[deque[dict[str, Any]]] = list(map(deque, plan.empty_queues))
         self.caps = plan.caps
         self.routes = plan.routes
         self.tasks = [0] * n
@@ -838,7 +838,8 @@ class Job:
                 state._transition(JobStatus.RUNNING)
                 self._unsettle_locked()
             return
-        if self._pause_at_breakpoint_locked():
+        views = self.views  # (no view, no policy that could hold data: skip the call)
+        if views.count(None) < len(views) and self._pause_at_breakpoint_locked():
             return
         plan = self.plan
         for qi, q in enumerate(self.queues):
