@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -106,6 +107,51 @@ class TestStatus:
         state = JobState(flow_id="f")
         assert state.status is JobStatus.PENDING and state.job_id
         assert JobState(flow_id="f").job_id != state.job_id
+
+    def test_job_ids_are_random_uuid4_hex(self) -> None:
+        ids = [JobState(flow_id="f").job_id for _ in range(500)]
+        assert len(set(ids)) == 500
+        for job_id in ids:
+            parsed = uuid.UUID(hex=job_id)
+            assert parsed.hex == job_id
+            assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+    def test_the_state_lock_is_made_once_even_when_threads_race_for_it(self) -> None:
+        # The lock is created on first use; threads asking at once must share one lock,
+        # or update_routine_state would stop being atomic.
+        for _ in range(20):
+            state = JobState(flow_id="f")
+            barrier = threading.Barrier(8)
+            seen: list[object] = []
+
+            def grab(state: JobState = state, barrier: threading.Barrier = barrier,
+                     seen: list[object] = seen) -> None:
+                barrier.wait()
+                seen.append(state._lock)
+
+            threads = [threading.Thread(target=grab) for _ in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert len({id(lock) for lock in seen}) == 1
+            assert seen[0] is state._lock
+
+    def test_routine_state_updates_from_many_threads_are_not_lost(self) -> None:
+        state = JobState(flow_id="f")
+
+        def bump() -> None:
+            for _ in range(200):
+                with state._lock:
+                    n = state.get_routine_state("r", {}).get("n", 0)
+                    state.update_routine_state("r", {"n": n + 1})
+
+        threads = [threading.Thread(target=bump) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert state.get_routine_state("r") == {"n": 800}
 
     def test_timestamps_are_set_as_the_job_runs(self, runtime: Runtime, make_routine) -> None:
         flow = Flow("times")

@@ -684,6 +684,44 @@ class TestCompletedJobs:
             assert rt.wait_job(state.job_id, timeout=WAIT)  # waiting again returns at once
             with pytest.raises(JobNotAcceptingWorkError):
                 rt.post(flow, "r0", "input", {"x": 2}, job_id=state.job_id)
+            # No view held policy state: the views are the plan's shared stand-in, and a
+            # late release_breakpoint still answers as before (it makes the view it needs).
+            assert list(job.views) == [None, None, None]
+            rt.release_breakpoint(state.job_id, "r1")
+            assert job.views[1] is not None and job.views[1].state == {"released": True}
+            assert job.plan.no_views == (None, None, None)  # the shared tuple is untouched
+
+    def test_duration_samples_are_a_bounded_ring_of_the_latest(self) -> None:
+        from routilux._activation import _DURATION_SAMPLES, RoutineStats
+
+        stats = RoutineStats()
+        assert stats.durations is None
+        values = [(i % 97) / 1000 + i * 1e-9 for i in range(_DURATION_SAMPLES + 300)]
+        for v in values:
+            stats.record(v)
+        assert stats.activations == len(values)
+        assert stats.min == min(values) and stats.max == max(values)
+        assert stats.total == pytest.approx(sum(values))
+        kept = stats.durations
+        assert kept is not None and len(kept) == _DURATION_SAMPLES
+        assert sorted(kept) == sorted(values[-_DURATION_SAMPLES:])  # the oldest 300 went
+        d = stats.to_dict()["duration"]
+        latest = sorted(values[-_DURATION_SAMPLES:])
+        assert d["p50"] == latest[_DURATION_SAMPLES // 2]
+        assert d["p95"] == latest[int(0.95 * _DURATION_SAMPLES)]
+
+    def test_kept_jobs_keep_their_duration_samples_out_of_the_collector(
+        self, registry: FlowRegistry, make_routine
+    ) -> None:
+        import gc
+
+        flow = chain(make_routine, 2)
+        with Runtime(thread_pool_size=1, flow_registry=registry) as rt:
+            state = rt.exec(flow, entry_params={})
+            assert rt.wait_job(state.job_id, timeout=WAIT)
+            for s in state._live.stats:
+                assert s.durations is not None and len(s.durations) == 1
+                assert not gc.is_tracked(s._samples)
 
 
 class TestShutdown:

@@ -3,18 +3,25 @@ job lock's contention-friendly entry."""
 
 from __future__ import annotations
 
+import struct
 import threading
 from array import array
 from time import sleep as _yield
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections import deque
+
     from ._timers import TimerHandle
 
 __all__ = ["Activation", "RoutineStats", "YieldingLock"]
 
 _DURATION_SAMPLES = 1024
 """Most recent activation durations kept per job and routine (for percentiles)."""
+
+_INF = float("inf")
+_SAMPLE = struct.Struct("d")
+_RING_BYTES = _DURATION_SAMPLES * _SAMPLE.size
 
 _SPINS = 50
 """Times a worker yields the GIL and retries before it blocks on a busy job lock."""
@@ -39,17 +46,30 @@ class YieldingLock:
         self.lock = lock
 
     def __enter__(self) -> None:
+        if not self.lock.acquire(False):
+            self.contended()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+    def contended(self) -> None:
+        """Take the lock after a first ``acquire(False)`` failed.
+
+        The per-message paths inline the uncontended case (no Python call for it)::
+
+            if not lock.acquire(False):
+                hot.contended()
+            try:
+                ...
+            finally:
+                lock.release()
+        """
         acquire = self.lock.acquire
-        if acquire(False):
-            return
         for _ in range(_SPINS):
             _yield(0)
             if acquire(False):
                 return
         acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.lock.release()
 
 
 class Activation:
@@ -86,7 +106,7 @@ class Activation:
 class RoutineStats:
     """Per-job counters of one routine (written under the job lock)."""
 
-    __slots__ = ("activations", "dpos", "durations", "errors", "max", "min", "payloads_in",
+    __slots__ = ("_samples", "activations", "dpos", "errors", "max", "min", "payloads_in",
                  "payloads_out", "retries", "skipped", "timeouts", "total")
 
     def __init__(self) -> None:
@@ -98,12 +118,14 @@ class RoutineStats:
         self.payloads_in = 0
         self.payloads_out = 0
         self.total = 0.0
-        self.min = float("inf")
+        self.min = _INF
         self.max = 0.0
-        # The most recent samples (a ring of _DURATION_SAMPLES, made on first use): an
-        # ``array`` is not tracked by the cyclic garbage collector, a ``deque`` would be.
-        self.durations: array[float] | None = None
-        self.dpos = 0
+        # The most recent samples (a ring of _DURATION_SAMPLES packed doubles, made on first
+        # use): a ``bytearray`` is not tracked by the cyclic garbage collector; an ``array``
+        # or a ``deque`` would be, one more object per routine of every kept job for each
+        # collection to walk (docs/performance.md).
+        self._samples: bytearray | None = None
+        self.dpos = 0  # next byte offset to overwrite once the ring is full
 
     def record(self, seconds: float) -> None:
         self.activations += 1
@@ -112,15 +134,29 @@ class RoutineStats:
             self.min = seconds
         if seconds > self.max:
             self.max = seconds
-        durations = self.durations
-        if durations is None:
-            self.durations = array("d", (seconds,))
-        elif len(durations) < _DURATION_SAMPLES:
-            durations.append(seconds)
+        samples = self._samples
+        if samples is None:
+            self._samples = bytearray(_SAMPLE.pack(seconds))
+        elif len(samples) < _RING_BYTES:
+            samples += _SAMPLE.pack(seconds)
         else:
             pos = self.dpos
-            durations[pos] = seconds
-            self.dpos = (pos + 1) % _DURATION_SAMPLES
+            _SAMPLE.pack_into(samples, pos, seconds)
+            self.dpos = (pos + _SAMPLE.size) % _RING_BYTES
+
+    @property
+    def durations(self) -> array[float] | None:
+        """The most recent activation durations in seconds (up to ``_DURATION_SAMPLES``, in
+        no particular order; a copy), or None before the first."""
+        samples = self._samples
+        return None if samples is None else array("d", samples)
+
+    def samples_into(self, target: deque[float]) -> None:
+        """Append the kept durations to ``target`` (copied in one C call, so a concurrent
+        ``record`` on a live job cannot interleave)."""
+        samples = self._samples
+        if samples:
+            target.extend(array("d", samples))
 
     def to_dict(self) -> dict[str, Any]:
         samples = sorted(self.durations or ())

@@ -17,7 +17,6 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-import weakref
 from collections import deque
 from functools import partial
 from types import MappingProxyType
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ._activation import Activation, RoutineStats, YieldingLock
 from ._async import NotifyingCondition
 from ._context import CURRENT, ActivationContext
-from .activation_policies import _IMMEDIATE_MESSAGE, ImmediatePolicy, PolicyView
+from .activation_policies import _IMMEDIATE_MESSAGE, PolicyView
 from .error_handling import ErrorStrategy, Failure
 from .errors import (
     ActivationPolicyError,
@@ -82,7 +81,7 @@ class Job:
         self.hot = YieldingLock(self.lock)  # the job lock, for the per-message paths
         self._cond: NotifyingCondition | None = None  # created on first wait (rare)
         n = len(plan.routine_ids)
-        self.queues: list[deque[dict[str, Any]]] = [deque() for _ in range(plan.queue_count)]
+        self.queues: list[deque[dict[str, Any]]] = list(map(deque, plan.empty_queues))
         self.caps = plan.caps
         self.routes = plan.routes
         self.tasks = [0] * n
@@ -93,14 +92,15 @@ class Job:
         # cyclic garbage collector walks each one on every collection it survives: what is
         # rarely needed is created on first use (docs/performance.md, "Garbage collection").
         self.retry_ready: list[deque[Activation] | None] | None = None
-        self.retry_waiting: set[Activation] = set()
+        # (made on the first retry armed; most jobs never arm one)
+        self.retry_waiting: set[Activation] = _NOTHING  # type: ignore[assignment]
         self.executing: set[Activation] = set()
         self.policy_timers: list[TimerHandle | None] | None = None
         self.stats = [RoutineStats() for _ in range(n)]
         self.timers = runtime._timers
         # A single-slot routine with the immediate policy takes straight from its queue
         # (fastq[ri] is that queue's index, else -1) and gets a PolicyView only if asked.
-        self.fastq = fastq = _fast_queues(plan)
+        self.fastq = fastq = plan.fast_queues
         self.views: list[PolicyView | None] = [None] * n
         for ri in range(n):
             if fastq[ri] < 0:
@@ -164,9 +164,12 @@ class Job:
 
     def view(self, ri: int) -> PolicyView:
         """Routine ``ri``'s policy view, created on first use."""
-        view = self.views[ri]
+        views = self.views
+        view = views[ri]
         if view is None:
-            view = self.views[ri] = self._make_view(ri)
+            if isinstance(views, tuple):  # a completed job's shared stand-in (``_compact_locked``)
+                views = self.views = list(views)
+            view = views[ri] = self._make_view(ri)
         return view
 
     def _ready_list(self, ri: int) -> deque[Activation]:
@@ -279,7 +282,10 @@ class Job:
         if durable is not None and ctx.activation is not None:
             durable.buffer(ri, event, targets, payload, ctx.activation)  # routed on commit
             return
-        with self.hot:
+        lock = self.lock
+        if not lock.acquire(False):  # the job lock, entered as YieldingLock does
+            self.hot.contended()
+        try:
             act = ctx.activation
             if self.stopped or act is None or act.abandoned:
                 self.state.discarded_emits += 1
@@ -292,6 +298,8 @@ class Job:
                 tracker.emitted(act, event, payload, targets)
             if targets:
                 self._deliver_locked(targets, payload)
+        finally:
+            lock.release()
 
     def emit_from(
         self, routine: Routine, event: str, payload: dict[str, Any], ctx: ActivationContext
@@ -324,7 +332,11 @@ class Job:
             queues[qi].append(payload)
             stats[di].payloads_in += 1
             if tasks[di] < maxc[di] and not paused and not self.stopped:
-                self._try_start_locked(di)  # (a failing policy may stop the job mid-loop)
+                # ``_try_start_locked(di)``, one call less per payload (a failing policy may
+                # stop the job mid-loop)
+                act = self._take_locked(di)
+                if act is not None:
+                    self._spawn_locked(di, act)
 
     def _make_room_locked(self, targets: tuple[Target, ...]) -> None:
         plan = self.plan
@@ -438,6 +450,7 @@ class Job:
     def run_task(self, ri: int, act: Activation) -> None:
         """Run activations of routine ``ri`` on this worker until the policy yields none."""
         lock = self.hot
+        raw = self.lock
         tracker = self.tracker
         # Untracked and running, there is nothing to do under the lock before the logic runs
         # (a stop or pause from now on is handled as one arriving just after it started).
@@ -502,7 +515,9 @@ class Job:
                         )
                     )
                     recorded = True
-                with lock:
+                if not raw.acquire(False):  # ``with lock``, the uncontended case inlined
+                    lock.contended()
+                try:
                     if act.abandoned:
                         return  # timed out: the timeout handler already settled this task
                     act.finished = True
@@ -542,6 +557,8 @@ class Job:
                         else:
                             tracker.started(nxt)
                     act = nxt
+                finally:
+                    raw.release()
         finally:
             CURRENT.reset(token)
 
@@ -569,7 +586,10 @@ class Job:
             self._notify_locked()
             if self.stopped:
                 self._settle_locked()
-        self._done_locked()
+        # ``_done_locked()``, inlined: every task ends here
+        self.outstanding -= 1
+        if self.outstanding == 0 and not self.stopped:
+            self._quiescent_locked()
 
     def _done_locked(self) -> None:
         self.outstanding -= 1
@@ -673,6 +693,8 @@ class Job:
 
     def _arm_retry_locked(self, act: Activation, delay: float) -> None:
         self.outstanding += 1
+        if self.retry_waiting is _NOTHING:
+            self.retry_waiting = set()
         self.retry_waiting.add(act)
         act.due = self.timers.now() + delay
         act.timer = self.timers.call_at(act.due, partial(self._retry_fire, act))
@@ -816,7 +838,8 @@ class Job:
                 state._transition(JobStatus.RUNNING)
                 self._unsettle_locked()
             return
-        if self._pause_at_breakpoint_locked():
+        views = self.views  # (no view, no policy that could hold data: skip the call)
+        if views.count(None) < len(views) and self._pause_at_breakpoint_locked():
             return
         plan = self.plan
         for qi, q in enumerate(self.queues):
@@ -876,7 +899,8 @@ class Job:
             self.job_timer = None
         if self.aio is not None:
             self.runtime._aio.job_stopped(self)  # cancel its running coroutines
-        self._notify_locked()
+        if self._cond is not None:  # (``_notify_locked``)
+            self._cond.notify_all()
         settle = self.ntasks == 0 and not self.settled
         if settle:
             self.settled = True
@@ -890,10 +914,18 @@ class Job:
         empty and nothing runs, so shared empty stand-ins read the same, and the collector
         no longer walks a job's worth of deques and sets on every full collection. A stray
         write to them would raise, never leak into another job."""
-        self.queues = _empty_queues(self.plan)  # type: ignore[assignment]
+        plan = self.plan
+        self.queues = plan.empty_queues  # type: ignore[assignment]
         self.executing = self.retry_waiting = _NOTHING  # type: ignore[assignment]
+        self.tasks = plan.no_tasks  # type: ignore[assignment]  # (all zero: nothing runs)
         # Views hold the old queues; keep only those with policy state (it is saved).
-        self.views = [v if v is not None and v.state else None for v in self.views]
+        views = self.views
+        for v in views:
+            if v is not None and v.state:
+                self.views = [v if v is not None and v.state else None for v in views]
+                break
+        else:
+            self.views = plan.no_views  # type: ignore[assignment]
         # Settled and notified: its waiters hold their own reference, later ones return at
         # once (``settled``), so the condition can go too.
         self._cond = None
@@ -910,34 +942,4 @@ class Job:
             self.runtime._settle(-1)
 
 
-def _fast_queues(plan: FlowPlan) -> tuple[int, ...]:
-    """Per routine: its queue index if it has one slot and the immediate policy, else -1
-    (cached on the plan, which is immutable)."""
-    fast: tuple[int, ...] | None = _FAST.get(plan)
-    if fast is None:
-        fast = tuple(
-            plan.queue_base[ri]
-            if len(plan.slot_names[ri]) == 1 and type(plan.policies[ri]) is ImmediatePolicy
-            else -1
-            for ri in range(len(plan.routine_ids))
-        )
-        _FAST[plan] = fast
-    return fast
-
-
-_FAST: weakref.WeakKeyDictionary[FlowPlan, tuple[int, ...]] = weakref.WeakKeyDictionary()
-
-
-
 _NOTHING: frozenset[Activation] = frozenset()
-_EMPTY_QUEUES: weakref.WeakKeyDictionary[FlowPlan, tuple[tuple[()], ...]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _empty_queues(plan: FlowPlan) -> tuple[tuple[()], ...]:
-    """One empty, immutable queue per slot of ``plan`` (shared by its completed jobs)."""
-    empty = _EMPTY_QUEUES.get(plan)
-    if empty is None:
-        empty = _EMPTY_QUEUES[plan] = ((),) * plan.queue_count
-    return empty

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .activation_policies import ActivationPolicy, immediate_policy
+from .activation_policies import ActivationPolicy, ImmediatePolicy, immediate_policy
 from .error_handling import DEFAULT_ERROR_HANDLER, ErrorHandler
 from .errors import ConfigurationError
 from .flow import ValidationIssue, ValidationReport
@@ -58,6 +58,28 @@ class FlowPlan:
     hot path then tests only this)."""
     async_limits: tuple[int | None, ...] = ()
     """Per routine: its ``async_concurrency`` config (runtime-wide cap), or None."""
+    # Derived once here rather than looked up per job (each ``exec`` reads them).
+    fast_queues: tuple[int, ...] = attrs.field(init=False, repr=False)
+    """Per routine: its queue index if it has one slot and the immediate policy (served
+    straight from that queue, without a policy call or view), else -1."""
+    empty_queues: tuple[tuple[()], ...] = attrs.field(init=False, repr=False)
+    """One empty, immutable queue per slot: what a completed job's queues become."""
+    no_views: tuple[None, ...] = attrs.field(init=False, repr=False)
+    """One ``None`` per routine: a completed job's views when none holds policy state."""
+    no_tasks: tuple[int, ...] = attrs.field(init=False, repr=False)
+    """One ``0`` per routine: a completed job's running-task counts."""
+
+    def __attrs_post_init__(self) -> None:
+        fast = tuple(
+            self.queue_base[ri]
+            if len(self.slot_names[ri]) == 1 and type(self.policies[ri]) is ImmediatePolicy
+            else -1
+            for ri in range(len(self.routine_ids))
+        )
+        object.__setattr__(self, "fast_queues", fast)
+        object.__setattr__(self, "empty_queues", ((),) * self.queue_count)
+        object.__setattr__(self, "no_views", (None,) * len(self.routine_ids))
+        object.__setattr__(self, "no_tasks", (0,) * len(self.routine_ids))
 
     def queue_index(self, routine_id: str, slot: str) -> tuple[int, int]:
         """``(routine index, flat queue index)`` of a slot, for posts and restores."""

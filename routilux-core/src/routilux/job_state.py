@@ -16,6 +16,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# Factories called by every ``exec`` (each a C call, not a Python frame).
+_new_timestamp = partial(datetime.now, UTC)
+_new_history: partial[deque[ExecutionRecord]] = partial(deque, maxlen=DEFAULT_HISTORY_LIMIT)
+_MAKE_LOCK = threading.Lock()
+
+
 def _new_job_id() -> str:
     """A random (version 4) UUID as 32 hex digits.
 
@@ -148,10 +155,12 @@ def _new_job_id() -> str:
     not ``os.urandom``: job ids are identifiers, not secrets, and a system call on the ``exec``
     path releases the GIL and stalls behind busy workers.
     """
-    n = random.getrandbits(128)
-    n = (n & ~(0xF000 << 64)) | (4 << 76)  # version 4
-    n = (n & ~(0xC000 << 48)) | (0x8000 << 48)  # RFC 4122 variant
-    return f"{n:032x}"
+    return f"{random.getrandbits(128) & _UUID_KEEP | _UUID_SET:032x}"
+
+
+# Version 4 (bits 76-79 = 0100) and the RFC 4122 variant (bits 62-63 = 10), as two masks.
+_UUID_KEEP = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID_SET = (4 << 76) | (0x8000 << 48)
 
 
 # Setting attributes runs no attrs hooks (statuses change on the runtime's hot path; values
@@ -182,7 +191,7 @@ class JobState:
     flow_id: str
     job_id: str = attrs.field(factory=_new_job_id)
     status: JobStatus = attrs.field(default=JobStatus.PENDING, converter=_to_status)
-    created_at: datetime = attrs.field(factory=_now)
+    created_at: datetime = attrs.field(factory=_new_timestamp)
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = None
@@ -191,9 +200,7 @@ class JobState:
     error_routine: str | None = None
     entry_params: dict[str, Any] | None = None
     routine_states: dict[str, dict[str, Any]] = attrs.field(factory=dict)
-    execution_history: deque[ExecutionRecord] = attrs.field(
-        factory=lambda: deque(maxlen=DEFAULT_HISTORY_LIMIT)
-    )
+    execution_history: deque[ExecutionRecord] = attrs.field(factory=_new_history)
     shared_data: dict[str, Any] = attrs.field(factory=dict)
     shared_log: list[Any] = attrs.field(factory=list)
     output_log: list[dict[str, Any]] = attrs.field(factory=list)
@@ -212,8 +219,22 @@ class JobState:
     entry_delivered: bool = False
     activation_seq: int = 0
     # Private runtime links, never serialized. Typed loosely so cattrs can resolve the class.
-    _lock: Any = attrs.field(init=False, factory=threading.RLock, repr=False)
+    # The state's own lock, made on first use (most jobs never take it; one lock object
+    # fewer per job for the collector to walk while the job is kept): see ``_lock``.
+    _rlock: Any = attrs.field(init=False, default=None, repr=False)
     _live: Any = attrs.field(init=False, default=None, repr=False)  # routilux._job.Job
+
+    @property
+    def _lock(self) -> Any:
+        """The state's reentrant lock (``get``/``update_routine_state``, ``history``,
+        saving), created on first use."""
+        lock = self._rlock
+        if lock is None:
+            with _MAKE_LOCK:  # two threads asking at once get the same lock
+                lock = self._rlock
+                if lock is None:
+                    lock = self._rlock = threading.RLock()
+        return lock
 
     # -- routine state ---------------------------------------------------------------------
 
@@ -249,9 +270,9 @@ class JobState:
             )
         self.status = target
         if target is JobStatus.RUNNING and self.started_at is None:
-            self.started_at = _now()
-        if target.is_terminal:
-            self.finished_at = _now()
+            self.started_at = datetime.now(UTC)
+        if target in _TERMINAL:
+            self.finished_at = datetime.now(UTC)
 
     # -- history ---------------------------------------------------------------------------
 

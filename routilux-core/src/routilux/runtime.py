@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from queue import SimpleQueue
 from types import TracebackType
@@ -274,7 +274,10 @@ class Runtime:
                 "job.failed", job_id=job.job_id, flow=job.flow_name,
                 routine=state.error_routine, error_type=state.error_type, error=state.error,
             )
-        with self._hot:
+        lock = self._lock
+        if not lock.acquire(False):  # ``with self._hot``, the uncontended case inlined
+            self._hot.contended()
+        try:
             if settled:
                 self._unsettled -= 1
                 if self._unsettled == 0 or self._closed:  # (see ``_settle``)
@@ -291,6 +294,8 @@ class Runtime:
                         break
                     self._finished.popitem(last=False)
                     self._forget(old)
+        finally:
+            lock.release()
 
     def _forget(self, job_id: str) -> None:
         """Drop a finished job (runtime lock held) and break its reference cycles, so its
@@ -301,7 +306,7 @@ class Runtime:
             job.state._live = None
             # (a failed or cancelled job may still have an activation running, whose durable
             # commit reads ``views[ri]``: keep one entry per routine, without the views)
-            job.views = [None] * len(job.views)
+            job.views = job.plan.no_views  # type: ignore[assignment]
 
     def _fold(self, job: Job) -> None:
         """Keep a forgotten job's statistics in its flow's tracker (runtime lock held)."""
@@ -372,7 +377,11 @@ class Runtime:
         plan = flow.plan()
         if self._remote is not None:
             self._remote.specs(plan)  # a routine that cannot be rebuilt remotely fails here
-        if entry_params is not None and not isinstance(entry_params, Mapping):
+        if (
+            entry_params is not None
+            and type(entry_params) is not dict  # (the common case, without the ABC check)
+            and not isinstance(entry_params, Mapping)
+        ):
             raise ConfigurationError(
                 f"entry_params must be a dict of parameters, got {type(entry_params).__name__}"
             )
@@ -385,11 +394,8 @@ class Runtime:
                 flow_id=flow.flow_id,
                 entry_params=dict(entry_params) if entry_params is not None else None,
                 keep_open=keep_open,
+                execution_history=deque(maxlen=self._history_limit),
             )
-            if self._history_limit != DEFAULT_HISTORY_LIMIT:
-                state.execution_history = type(state.execution_history)(
-                    maxlen=self._history_limit
-                )
             deliver = not (keep_open and entry_params is None)
         else:
             state = job_state
@@ -430,7 +436,8 @@ class Runtime:
                         self._fold(old)
                 self._jobs[state.job_id] = job
                 self._unsettled += 1
-                self._ensure_workers()
+                if not self._workers:
+                    self._ensure_workers()
         except BaseException:
             (state.pending, state.in_flight, state.policy_states, state.status,
              state._live) = saved

@@ -122,17 +122,12 @@ class _Totals:
         self.payloads_in += s.payloads_in
         self.payloads_out += s.payloads_out
         self.total += s.total
-        if s.activations:
-            self.min = min(self.min, s.min)
-            self.max = max(self.max, s.max)
-        durations = s.durations
-        for _ in range(3):  # a live job may append a sample concurrently: take it again
-            try:
-                if durations:
-                    self.samples.extend(list(durations))
-                break
-            except RuntimeError:
-                continue
+        if s.activations:  # (every forgotten job comes here: comparisons, not min()/max())
+            if s.min < self.min:
+                self.min = s.min
+            if s.max > self.max:
+                self.max = s.max
+        s.samples_into(self.samples)  # one C-level copy: a live job's record cannot interleave
 
     def merged(self, other: _Totals | None) -> _Totals:
         if other is None:
