@@ -184,21 +184,19 @@ class JobTracker:
         has one payload on one slot (the common case of a routine draining its queue). The
         started record then shares the finished record's time ``t1``: ``nxt`` was taken
         under the same hold of the job lock, microseconds later."""
-        sd = nxt.slot_data
-        if len(sd) == 1:
-            for slot, payloads in sd.items():
-                if len(payloads) == 1:
-                    buf = self.buf
-                    if len(buf) < self.half:
-                        seq = self.seq
-                        self.seq = seq + 2
-                        tok = self.tok
-                        buf.extend((
-                            K_FINISHED, tok, seq + 1, t1, act.ri, act.seq, act.attempt, duration,
-                            slot, tok, seq + 2, t1, nxt.ri, nxt.seq, nxt.attempt,
-                            id(payloads[0]),
-                        ))
-                        return
+        try:
+            ((slot, (payload,)),) = nxt.slot_data.items()
+        except ValueError:  # not one payload on one slot
+            pass
+        else:
+            buf = self.buf
+            if len(buf) < self.half:
+                seq = self.seq
+                self.seq = seq + 2
+                tok = self.tok
+                buf += (K_FINISHED, tok, seq + 1, t1, act.ri, act.seq, act.attempt, duration,
+                        slot, tok, seq + 2, t1, nxt.ri, nxt.seq, nxt.attempt, id(payload))
+                return
         self.finished(act, t1, duration)
         self.started(nxt)
 
@@ -206,10 +204,10 @@ class JobTracker:
         """``act`` emitted ``payload`` on ``event`` (to ``targets``, before delivery)."""
         self.seq = seq = self.seq + 1
         buf = self.buf
-        if len(buf) < self.half:
-            buf.extend((K_EMITTED, self.tok, seq, _pc(), act.ri, act.seq, event, id(payload)))
-        else:
-            self._put((K_EMITTED, self.tok, seq, _pc(), act.ri, act.seq, event, id(payload)))
+        if seq % _DEPTH_EVERY and len(buf) < self.half:
+            buf += (K_EMITTED, self.tok, seq, _pc(), act.ri, act.seq, event, id(payload))
+            return
+        self._put((K_EMITTED, self.tok, seq, _pc(), act.ri, act.seq, event, id(payload)))
         if not seq % _DEPTH_EVERY:
             queues = self.queues
             for _, qi in targets:
@@ -450,7 +448,9 @@ class TrackingHub:
             ended = len(self._ended)  # read first: their job.finished records are in the chunk
             n = len(buf)
             if n:
-                chunk = buf[:n]
+                # A tuple of atoms: the collector untracks it at its first pass, where a kept
+                # list would be walked item by item by every collection it lives through.
+                chunk = tuple(buf[:n])
                 del buf[:n]
                 self._dispatch(chunk, ended)
                 with done:
@@ -460,7 +460,7 @@ class TrackingHub:
             if self._closed and not buf:
                 return
 
-    def _dispatch(self, chunk: list[Any], ended: int) -> None:
+    def _dispatch(self, chunk: tuple[Any, ...], ended: int) -> None:
         new, self._new_infos = self._new_infos, []
         for sink in self._raw_sinks:
             self._call(sink, functools.partial(sink._accept_raw, infos=new), chunk)

@@ -49,7 +49,7 @@ class InMemorySink:
         self.capacity = capacity
         self._lock = threading.Lock()
         # raw chunks not yet turned into records: (items, record count)
-        self._raw: deque[tuple[list[Any], int]] = deque()
+        self._raw: deque[tuple[tuple[Any, ...], int]] = deque()
         self._nraw = 0
         self._records: deque[TrackingRecord] = deque()
         self._infos: dict[int, JobInfo] = {}
@@ -61,7 +61,7 @@ class InMemorySink:
     def _bind_hub(self, hub: TrackingHub) -> None:
         self._hub = hub
 
-    def _accept_raw(self, chunk: list[Any], infos: Sequence[tuple[int, JobInfo]] = ()) -> None:
+    def _accept_raw(self, chunk: tuple[Any, ...], infos: Sequence[tuple[int, JobInfo]] = ()) -> None:
         n = len(chunk) // W
         with self._lock:
             if infos:
