@@ -145,6 +145,7 @@ class JobTracker:
         """An activation is about to run."""
         self.seq = seq = self.seq + 1
         sd = act.slot_data
+        rec: tuple[Any, ...]
         if len(sd) == 1:
             for slot, payloads in sd.items():
                 if len(payloads) == 1:
@@ -201,12 +202,20 @@ class JobTracker:
         self.started(nxt)
 
     def emitted(self, act: Activation, event: str, payload: Any, targets: Any) -> None:
-        """``act`` emitted ``payload`` on ``event`` (to ``targets``, before delivery)."""
+        """``act`` emitted ``payload`` on ``event`` (to ``targets``, before delivery).
+
+        ``Job.emit`` inlines this method's common case (keep the two alike)."""
         self.seq = seq = self.seq + 1
         buf = self.buf
         if seq % _DEPTH_EVERY and len(buf) < self.half:
             buf += (K_EMITTED, self.tok, seq, _pc(), act.ri, act.seq, event, id(payload))
             return
+        self.emitted_at(seq, act, event, payload, targets)
+
+    def emitted_at(self, seq: int, act: Activation, event: str, payload: Any,
+                   targets: Any) -> None:
+        """The emitted record ``seq`` (already counted) the slow way: near or past the
+        queue's bound, or with a queue-depth sample of the targets due."""
         self._put((K_EMITTED, self.tok, seq, _pc(), act.ri, act.seq, event, id(payload)))
         if not seq % _DEPTH_EVERY:
             queues = self.queues

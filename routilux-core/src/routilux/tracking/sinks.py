@@ -61,7 +61,9 @@ class InMemorySink:
     def _bind_hub(self, hub: TrackingHub) -> None:
         self._hub = hub
 
-    def _accept_raw(self, chunk: tuple[Any, ...], infos: Sequence[tuple[int, JobInfo]] = ()) -> None:
+    def _accept_raw(
+        self, chunk: tuple[Any, ...], infos: Sequence[tuple[int, JobInfo]] = ()
+    ) -> None:
         n = len(chunk) // W
         with self._lock:
             if infos:
