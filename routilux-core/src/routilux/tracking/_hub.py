@@ -452,14 +452,15 @@ class TrackingHub:
             self._half_woken = False
             # Everything queued now, in one chunk; records appended meanwhile wait for the
             # next round (chasing them would hand the GIL back and forth with the workers).
-            # Writers only ever extend the end of the list by whole records, so the first
-            # ``n`` items are whole records, and deleting them leaves later ones intact.
             ended = len(self._ended)  # read first: their job.finished records are in the chunk
-            n = len(buf)
-            if n:
-                # A tuple of atoms: the collector untracks it at its first pass, where a kept
-                # list would be walked item by item by every collection it lives through.
-                chunk = tuple(buf[:n])
+            if buf:
+                # ``tuple(buf)`` is one C call (no writer runs meanwhile: the GIL), and writers
+                # only ever extend the end by whole records, so the chunk is whole records and
+                # deleting exactly its items leaves later ones intact. A tuple of atoms: the
+                # collector untracks it at its first pass, where a kept list would be walked
+                # item by item by every collection it lives through.
+                chunk = tuple(buf)
+                n = len(chunk)
                 del buf[:n]
                 self._dispatch(chunk, ended)
                 with done:
