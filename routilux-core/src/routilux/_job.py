@@ -293,9 +293,9 @@ class Job:
             self.stats[ri].payloads_out += 1
             tracker = self.tracker
             if tracker is not None:
-                # JobTracker.emitted, inlined (a call is a tenth of the record's cost): the
-                # layout is tracking/_wire.py's; the slow path (queue past half, a depth
-                # sample due) is the method.
+                # JobTracker.emitted, inlined (keep the two alike; a Python call would cost
+                # a fifth of the record): the layout is tracking/_wire.py's; the slow path
+                # (queue past half, a depth sample due) is the method.
                 tracker.seq = tseq = tracker.seq + 1
                 buf = tracker.buf
                 if tseq % _DEPTH_EVERY and len(buf) < tracker.half:

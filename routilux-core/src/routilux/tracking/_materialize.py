@@ -59,7 +59,7 @@ def decode(chunk: Sequence[Any], infos: dict[int, JobInfo]) -> list[tuple[Any, .
     append = out.append
     it = iter(chunk)
     for k, tok, seq, t, a, b, c, d in zip(it, it, it, it, it, it, it, it, strict=True):
-        if k.__class__ is str:  # started, one payload on slot k
+        if not isinstance(k, int):  # started, one payload on slot k (a name, see _wire)
             append((K_STARTED, tok, seq, t, a, b, c, (k, 1, d)))
             continue
         if k == K_OBJ:
