@@ -289,6 +289,89 @@ class TestHub:
         assert not hub.active
         assert hub.job_tracker(fake_job()) is None
 
+    def test_concurrent_jobs_keep_whole_records_in_seq_order_across_chunks(self) -> None:
+        """Jobs on several threads append to the one queue while the drain thread cuts it
+        into chunks every millisecond: each job's records still arrive whole (fields of one
+        record never mixed with another's), in ``seq`` order without gaps, and the payload
+        each activation took resolves to the emit that produced it."""
+        h = TrackingHub(flush_interval=0.001)
+        sink = h.add_sink(Collect())
+        jobs, steps = 4, 400
+        trackers = [h.job_tracker(fake_job(f"job-{i}")) for i in range(jobs)]
+        gate = threading.Barrier(jobs)
+
+        def work(jt: Any) -> None:
+            gate.wait(WAIT)
+            lock = threading.Lock()  # the job lock every tracker call runs under
+            with lock:
+                jt.job_started()
+            prev = act(1, 0, [{"seed": 0}])
+            with lock:
+                jt.started(prev)
+            for k in range(1, steps + 1):
+                payload = {"k": k}
+                with lock:
+                    jt.emitted(prev, "out", payload, ((1, 1), (2, 2)))
+                nxt = act(1, k, [payload])
+                with lock:
+                    jt.finished_started(prev, float(k), 0.25, nxt)
+                prev = nxt
+            with lock:
+                jt.finished(prev, float(steps + 1), 0.25)
+                jt.job_finished("completed", None, None)
+
+        threads = [threading.Thread(target=work, args=(jt,)) for jt in trackers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(WAIT)
+        assert h.flush(WAIT)
+        h.close()
+        assert h.dropped == 0
+        for i in range(jobs):
+            recs = [r for r in sink.records if r.job_id == f"job-{i}"]
+            assert [r.seq for r in recs] == list(range(1, len(recs) + 1))
+            kinds = [r.kind for r in recs if r.kind != "queue.depth"]  # (sampled)
+            assert kinds[0] == "job.started" and kinds[-1] == "job.finished"
+            assert kinds[1:-1] == [
+                "activation.started",
+                *["payload.emitted", "activation.finished", "activation.started"] * steps,
+                "activation.finished",
+            ]
+            emits = {r.seq: r for r in recs if r.kind == "payload.emitted"}
+            started = [r for r in recs if r.kind == "activation.started"]
+            finished = [r for r in recs if r.kind == "activation.finished"]
+            assert [r.activation for r in started] == list(range(steps + 1))
+            assert [r.activation for r in finished] == list(range(steps + 1))
+            assert all(r.duration == 0.25 and r.routine == "b" for r in finished)
+            for s in started[1:]:  # activation k took the payload activation k-1 emitted
+                [pid] = s.payloads["in"]
+                assert pid in emits and emits[pid].activation == s.activation - 1
+                assert s.sources == (("b", s.activation - 1),)
+
+    def test_the_bound_holds_for_a_finished_and_started_pair(self) -> None:
+        """The pair written in one append near the bound falls back to two records, each
+        kept or dropped (and counted) on its own."""
+        h = TrackingHub(queue_size=4)
+        slow = h.add_sink(Blocking())
+        jt = h.job_tracker(fake_job())
+        assert jt is not None
+        jt.job_started()
+        h._wake.set()
+        assert slow.entered.wait(WAIT)
+        a, b = act(1, 1, [{"x": 1}]), act(1, 2, [{"x": 2}])
+        for _ in range(3):
+            jt.finished_started(a, 1.0, 0.5, b)
+        assert jt.dropped == 2 and h.dropped == 2
+        slow.release.set()
+        assert h.flush(WAIT)
+        assert [r.kind for r in slow.records] == [
+            "job.started", "activation.finished", "activation.started",
+            "activation.finished", "activation.started",
+        ]
+        assert [r.seq for r in slow.records] == [1, 2, 3, 4, 5]
+        h.close()
+
     def test_collect_is_a_tracking_sink(self) -> None:
         assert isinstance(Collect(), TrackingSink)
 

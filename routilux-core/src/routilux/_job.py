@@ -38,6 +38,8 @@ from .errors import (
 )
 from .job_state import ExecutionRecord, JobState, JobStatus
 from .slot import Overflow
+from .tracking._hub import _DEPTH_EVERY
+from .tracking._wire import K_EMITTED, K_FINISHED
 
 if TYPE_CHECKING:
     from ._durable import DurableJob
@@ -53,6 +55,8 @@ _FAIRNESS = 64
 """Activations one task runs before yielding its worker to other queued tasks."""
 
 _SOURCE_MESSAGE = MappingProxyType({"policy": "source"})
+
+_pc = time.perf_counter
 
 
 class Job:
@@ -295,7 +299,16 @@ class Job:
             self.stats[ri].payloads_out += 1
             tracker = self.tracker
             if tracker is not None:
-                tracker.emitted(act, event, payload, targets)
+                # JobTracker.emitted, inlined (keep the two alike; a Python call would cost
+                # a fifth of the record): the layout is tracking/_wire.py's; the slow path
+                # (queue past half, a depth sample due) is the method.
+                tracker.seq = tseq = tracker.seq + 1
+                buf = tracker.buf
+                if tseq % _DEPTH_EVERY and len(buf) < tracker.half:
+                    buf += (K_EMITTED, tracker.tok, tseq, _pc(), act.ri, act.seq, event,
+                            id(payload))
+                else:
+                    tracker.emitted_at(tseq, act, event, payload, targets)
             if targets:
                 self._deliver_locked(targets, payload)
         finally:
@@ -552,10 +565,25 @@ class Job:
                         self.runtime._submit(self, ri, nxt)
                         return
                     if tracker is not None:
-                        if fin:
-                            tracker.finished_started(act, t1, t1 - t0, nxt)
-                        else:
+                        if not fin:
                             tracker.started(nxt)
+                        else:
+                            # JobTracker.finished_started, inlined (keep the two alike): the
+                            # finished record and nxt's started record in one append.
+                            try:
+                                ((slot, (tp,)),) = nxt.slot_data.items()
+                            except ValueError:  # not one payload on one slot
+                                slot = None
+                            buf = tracker.buf
+                            if slot is None or len(buf) >= tracker.half:
+                                tracker.finished_started(act, t1, t1 - t0, nxt)
+                            else:
+                                tseq = tracker.seq
+                                tracker.seq = tseq + 2
+                                tok = tracker.tok
+                                buf += (K_FINISHED, tok, tseq + 1, t1, ri, act.seq, act.attempt,
+                                        t1 - t0, slot, tok, tseq + 2, t1, ri, nxt.seq,
+                                        nxt.attempt, id(tp))
                     act = nxt
                 finally:
                     raw.release()

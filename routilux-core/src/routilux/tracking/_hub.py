@@ -1,22 +1,22 @@
-"""The tracking channel: per-job trackers (hot path), the hub's buffer and drain thread.
+"""The tracking channel: per-job trackers (hot path), the hub's queue and drain thread.
 
 Cost model (docs/tracking.md, "Overhead"): with no sink attached a job has no tracker and its
 hot path pays one ``is not None`` test per call site. With sinks, each tracked event costs the
-job one fixed-size packed struct appended to the hub's bounded ``bytearray``, under the job
-lock it already holds: no record object is built, nothing is formatted, no thread is woken per
-message, and nothing the garbage collector tracks is kept (a queued tuple per record triggers
-a collection every 700 records). Rare events (job lifecycle, failures) carry Python objects on
-a side list. One daemon thread drains the buffer in chunks, turns them into records (resolving
-payload lineage by object identity) and hands them to the sinks. A sink that only keeps
-records (:class:`~routilux.tracking.InMemorySink`) keeps the chunks and builds records when
-read.
+job one ``list.extend`` of an 8-item tuple of atoms (ints, floats, the plan's own name
+strings) onto the hub's bounded queue, under the job lock it already holds: no record object
+is built, nothing is formatted or hashed, no thread is woken per message, and nothing the
+garbage collector tracks is kept (a queued tuple per record would trigger a collection every
+700 records; the tuple given to ``extend`` is freed at once). Rare events (job lifecycle,
+failures) queue one tuple as a single item. One daemon thread drains the queue in chunks,
+turns them into records (resolving payload lineage by object identity) and hands them to the
+sinks. A sink that only keeps records (:class:`~routilux.tracking.InMemorySink`) keeps the
+chunks and builds records when read.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-import struct
 import threading
 import time
 from collections import deque
@@ -42,7 +42,6 @@ from ._wire import (
     K_RETRIED,
     K_SKIPPED,
     K_STARTED,
-    REC,
     JobInfo,
     W,
 )
@@ -50,14 +49,6 @@ from ._wire import err_text as _err_text
 from ._wire import err_type as _err_type
 from .records import TrackingRecord
 
-_pack = REC.pack
-# The same 96-byte records packing only the fields a kind uses (the rest stay zero): fewer
-# arguments to convert on the hot path. _FIN_START is a finished record and the next
-# activation's started record in one call.
-_start = struct.Struct("=qqqdqqqdqqq8x").pack
-_fin = struct.Struct("=qqqdqqqd32x").pack
-_emit = struct.Struct("=qqqdqqqdq24x").pack
-_fin_start = struct.Struct("=qqqdqqqd32xqqqdqqqdqqq8x").pack
 if TYPE_CHECKING:
     from .._activation import Activation
     from .._job import Job
@@ -95,10 +86,6 @@ class TrackingSink(Protocol):
 
 def _inputs(slot_data: dict[str, list[Any]]) -> tuple[Any, ...]:
     """``(slot, count, id, id, ..., slot, count, ...)``: the input, flat, as atoms."""
-    if len(slot_data) == 1:  # the common case, three times faster
-        for slot, payloads in slot_data.items():
-            if len(payloads) == 1:
-                return (slot, 1, id(payloads[0]))
     out: list[Any] = []
     for slot, payloads in slot_data.items():
         out.append(slot)
@@ -108,12 +95,15 @@ def _inputs(slot_data: dict[str, list[Any]]) -> tuple[Any, ...]:
 
 
 class JobTracker:
-    """Hot-path side of tracking for one job: appends raw records to the hub's array.
+    """Hot-path side of tracking for one job: appends raw records to the hub's queue.
 
     Every method is called with the job's lock held, which orders the job's records and makes
-    ``seq`` safe without a lock of its own. Payloads are named by ``id()``: an emitted payload
-    stays alive (queued) until every target has taken it, and its consumers' records are
-    appended before that, so the drain thread resolves each id to the right payload in order.
+    ``seq`` safe without a lock of its own: the job's records enter the queue in ``seq``
+    order. Records of different jobs interleave; each ``extend`` is one atomic operation
+    (the GIL), so a record's items stay together. Payloads are named by ``id()``: an emitted
+    payload stays alive (queued) until every target has taken it, and its consumers' records
+    are appended before that, so the drain thread resolves each id to the right payload in
+    order.
     """
 
     __slots__ = ("buf", "cap", "dropped", "half", "hub", "queues", "seq", "t_start", "tok")
@@ -129,147 +119,131 @@ class JobTracker:
         self.dropped = 0
         self.t_start = 0.0
 
-    def _put(self, rec: bytes) -> None:
+    def _put(self, rec: tuple[Any, ...]) -> None:
         buf = self.buf
         n = len(buf)
-        if n < self.cap:
+        if n < self.half:
             buf.extend(rec)
-            if n >= self.half:
-                self.hub._wake_half()
+        elif n < self.cap:
+            buf.extend(rec)
+            self.hub._wake_half()
         else:
             self.dropped += 1
             self.hub._dropped_one()
 
     def _obj(self, obj: tuple[Any, ...]) -> None:
-        hub = self.hub
-        with hub._obj_lock:  # the object and its marker go in together
-            if len(self.buf) < self.cap:
-                hub._objs.append(obj)
-                self.buf.extend(_OBJ_MARK)
-                return
-        self.dropped += 1
-        hub._dropped_one()
+        self._put((K_OBJ, obj, None, None, None, None, None, None))
 
     def _next(self) -> int:
         self.seq = seq = self.seq + 1
         return seq
 
     # -- per message (hot) -----------------------------------------------------------------
+    # Each of these is one ``len`` test and one ``extend``; the shape of _put is inlined.
 
     def started(self, act: Activation) -> None:
         """An activation is about to run."""
         self.seq = seq = self.seq + 1
         sd = act.slot_data
+        rec: tuple[Any, ...]
         if len(sd) == 1:
             for slot, payloads in sd.items():
                 if len(payloads) == 1:
-                    rec = _start(K_STARTED, self.tok, seq, _pc(), act.ri, act.seq, act.attempt,
-                                 1.0, hash(slot), 1, id(payloads[0]))
+                    rec = (slot, self.tok, seq, _pc(), act.ri, act.seq, act.attempt,
+                           id(payloads[0]))
                     break
                 self._obj((K_STARTED, self.tok, seq, _pc(), act.ri, act.seq, act.attempt,
                            _inputs(sd)))
                 return
         elif not sd:
-            rec = _start(K_STARTED, self.tok, seq, _pc(), act.ri, act.seq, act.attempt, 0.0, 0,
-                         0, 0)
+            rec = (K_STARTED, self.tok, seq, _pc(), act.ri, act.seq, act.attempt, None)
         else:  # several slots: rare enough for the object path
             self._obj((K_STARTED, self.tok, seq, _pc(), act.ri, act.seq, act.attempt,
                        _inputs(sd)))
             return
         buf = self.buf
         n = len(buf)
-        if n < self.cap:
+        if n < self.half:
             buf.extend(rec)
-            if n >= self.half:
-                self.hub._wake_half()
         else:
-            self.dropped += 1
-            self.hub._dropped_one()
+            self._put(rec)
 
     def finished(self, act: Activation, t1: float, duration: float) -> None:
         """An activation's logic returned."""
         self.seq = seq = self.seq + 1
+        rec = (K_FINISHED, self.tok, seq, t1, act.ri, act.seq, act.attempt, duration)
         buf = self.buf
-        n = len(buf)
-        if n < self.cap:
-            buf.extend(_fin(K_FINISHED, self.tok, seq, t1, act.ri, act.seq, act.attempt,
-                            duration))
-            if n >= self.half:
-                self.hub._wake_half()
+        if len(buf) < self.half:
+            buf.extend(rec)
         else:
-            self.dropped += 1
-            self.hub._dropped_one()
+            self._put(rec)
 
     def finished_started(
         self, act: Activation, t1: float, duration: float, nxt: Activation
     ) -> None:
         """``finished(act, t1, duration)`` then ``started(nxt)``, in one append when ``nxt``
-        has one payload on one slot (the common case of a routine draining its queue)."""
-        sd = nxt.slot_data
-        if len(sd) == 1:
-            for slot, payloads in sd.items():
-                if len(payloads) == 1:
-                    buf = self.buf
-                    n = len(buf)
-                    if n < self.cap - W:
-                        seq = self.seq
-                        self.seq = seq + 2
-                        tok = self.tok
-                        buf.extend(_fin_start(
-                            K_FINISHED, tok, seq + 1, t1, act.ri, act.seq, act.attempt, duration,
-                            K_STARTED, tok, seq + 2, _pc(), nxt.ri, nxt.seq, nxt.attempt, 1.0,
-                            hash(slot), 1, id(payloads[0]),
-                        ))
-                        if n >= self.half:
-                            self.hub._wake_half()
-                        return
+        has one payload on one slot (the common case of a routine draining its queue). The
+        started record then shares the finished record's time ``t1``: ``nxt`` was taken
+        under the same hold of the job lock, microseconds later."""
+        try:
+            ((slot, (payload,)),) = nxt.slot_data.items()
+        except ValueError:  # not one payload on one slot
+            pass
+        else:
+            buf = self.buf
+            if len(buf) < self.half:
+                seq = self.seq
+                self.seq = seq + 2
+                tok = self.tok
+                buf += (K_FINISHED, tok, seq + 1, t1, act.ri, act.seq, act.attempt, duration,
+                        slot, tok, seq + 2, t1, nxt.ri, nxt.seq, nxt.attempt, id(payload))
+                return
         self.finished(act, t1, duration)
         self.started(nxt)
 
     def emitted(self, act: Activation, event: str, payload: Any, targets: Any) -> None:
-        """``act`` emitted ``payload`` on ``event`` (to ``targets``, before delivery)."""
+        """``act`` emitted ``payload`` on ``event`` (to ``targets``, before delivery).
+
+        ``Job.emit`` inlines this method's common case (keep the two alike)."""
         self.seq = seq = self.seq + 1
         buf = self.buf
-        n = len(buf)
-        if n < self.cap:
-            buf.extend(_emit(K_EMITTED, self.tok, seq, _pc(), act.ri, act.seq, hash(event),
-                             0.0, id(payload)))
-            if n >= self.half:
-                self.hub._wake_half()
-        else:
-            self.dropped += 1
-            self.hub._dropped_one()
+        if seq % _DEPTH_EVERY and len(buf) < self.half:
+            buf += (K_EMITTED, self.tok, seq, _pc(), act.ri, act.seq, event, id(payload))
+            return
+        self.emitted_at(seq, act, event, payload, targets)
+
+    def emitted_at(self, seq: int, act: Activation, event: str, payload: Any,
+                   targets: Any) -> None:
+        """The emitted record ``seq`` (already counted) the slow way: near or past the
+        queue's bound, or with a queue-depth sample of the targets due."""
+        self._put((K_EMITTED, self.tok, seq, _pc(), act.ri, act.seq, event, id(payload)))
         if not seq % _DEPTH_EVERY:
             queues = self.queues
             for _, qi in targets:
-                self._put(_pack(K_DEPTH, self.tok, self._next(), _pc(), qi,
-                                len(queues[qi]) + 1, 0, 0.0, 0, 0, 0, 0))
+                self._put((K_DEPTH, self.tok, self._next(), _pc(), qi, len(queues[qi]) + 1,
+                           None, None))
 
     def enqueued(self, source: str, payload: Any, targets: Any) -> None:
         """A payload from outside (``entry``/``post``) is about to be delivered to
         ``targets`` (the flow's entry targets, or one ``(routine, queue)`` for a post)."""
         ri, qi = (-1, -1) if source == "entry" else targets[0]
-        self._put(_pack(K_ENQUEUED, self.tok, self._next(), _pc(), 0 if source == "entry" else 1,
-                        id(payload), ri, 0.0, qi, 0, 0, 0))
+        self._put((K_ENQUEUED, self.tok, self._next(), _pc(), source, id(payload), ri, qi))
 
     def dropped_payload(self, di: int, qi: int, payload: Any) -> None:
         """A ``drop_oldest`` queue dropped ``payload`` (queue ``qi`` of routine ``di``)."""
         t = _pc()
-        self._put(_pack(K_DROPPED, self.tok, self._next(), t, id(payload), di, qi, 0.0, 0, 0,
-                        0, 0))
-        self._put(_pack(K_DEPTH, self.tok, self._next(), t, qi, len(self.queues[qi]), 0, 0.0,
-                        0, 0, 0, 0))
+        self._put((K_DROPPED, self.tok, self._next(), t, id(payload), di, qi, None))
+        self._put((K_DEPTH, self.tok, self._next(), t, qi, len(self.queues[qi]), None, None))
 
     def discarded(self, ri: int, event: str | None) -> None:
         """Routine ``ri`` emitted after its job stopped (or its activation was abandoned)."""
-        self._put(_pack(K_DROPPED, self.tok, self._next(), _pc(), -1, ri, -1, 1.0,
-                        0 if event is None else hash(event), 0, 0, 0))
+        self._put((K_DROPPED, self.tok, self._next(), _pc(), None, ri, None, event))
 
     def queue_full(self, qi: int) -> None:
-        self._put(_pack(K_DEPTH, self.tok, self._next(), _pc(), qi, len(self.queues[qi]), 0,
-                        0.0, 0, 0, 0, 0))
+        self._put((K_DEPTH, self.tok, self._next(), _pc(), qi, len(self.queues[qi]), None,
+                   None))
 
-    # -- rare: Python objects on the side list ---------------------------------------------
+    # -- rare: one tuple as one item ---------------------------------------------------------
 
     def job_started(self) -> None:
         self.t_start = t = _pc()
@@ -278,6 +252,7 @@ class JobTracker:
     def job_finished(self, status: str, err: BaseException | None, routine: str | None) -> None:
         self._obj((K_JOB_FINISHED, self.tok, self._next(), _pc(), status, _err_type(err),
                    None if err is None else _err_text(err), routine, self.t_start))
+        self.hub._ended.append(self.tok)  # after the record: the drain thread relies on it
 
     def paused(self, reason: str) -> None:
         self._obj((K_PAUSED, self.tok, self._next(), _pc(), reason))
@@ -307,9 +282,6 @@ class JobTracker:
         self._failure(K_SKIPPED, act, err, duration, None)
 
 
-_OBJ_MARK = _pack(K_OBJ, 0, 0, 0.0, 0, 0, 0, 0.0, 0, 0, 0, 0)
-
-
 # -- the hub -----------------------------------------------------------------------------------
 
 
@@ -335,9 +307,7 @@ class TrackingHub:
             raise ValueError(f"queue_size must be at least 2, got {queue_size}")
         self.queue_size = queue_size
         self.flush_interval = flush_interval
-        self._buf = bytearray()
-        self._objs: list[tuple[Any, ...]] = []
-        self._obj_lock = threading.Lock()
+        self._buf: list[Any] = []
         self._half_woken = False
         self._wake = threading.Event()
         self._lock = threading.Lock()
@@ -354,6 +324,8 @@ class TrackingHub:
         self._infos: dict[int, JobInfo] = {}
         self._new_infos: list[tuple[int, JobInfo]] = []
         self._finished_jobs: deque[int] = deque()
+        # tokens of jobs whose job.finished record is queued (appended after the record)
+        self._ended: deque[int] = deque()
         self._tokens = itertools.count(1)
         self._materializer = Materializer(self._infos)
 
@@ -474,20 +446,23 @@ class TrackingHub:
         buf = self._buf
         wake = self._wake
         done = self._done
-        lock = self._obj_lock
         while True:
             wake.wait(self.flush_interval)
             wake.clear()
             self._half_woken = False
             # Everything queued now, in one chunk; records appended meanwhile wait for the
             # next round (chasing them would hand the GIL back and forth with the workers).
-            with lock:
-                n = len(buf)
-                chunk = bytes(buf[:n])
+            ended = len(self._ended)  # read first: their job.finished records are in the chunk
+            if buf:
+                # ``tuple(buf)`` is one C call (no writer runs meanwhile: the GIL), and writers
+                # only ever extend the end by whole records, so the chunk is whole records and
+                # deleting exactly its items leaves later ones intact. A tuple of atoms: the
+                # collector untracks it at its first pass, where a kept list would be walked
+                # item by item by every collection it lives through.
+                chunk = tuple(buf)
+                n = len(chunk)
                 del buf[:n]
-                objs, self._objs = self._objs, []
-            if n:
-                self._dispatch(chunk, objs)
+                self._dispatch(chunk, ended)
                 with done:
                     self._taken += n
                     done.notify_all()
@@ -495,21 +470,23 @@ class TrackingHub:
             if self._closed and not buf:
                 return
 
-    def _dispatch(self, chunk: bytes, objs: list[tuple[Any, ...]]) -> None:
+    def _dispatch(self, chunk: tuple[Any, ...], ended: int) -> None:
         new, self._new_infos = self._new_infos, []
         for sink in self._raw_sinks:
-            self._call(sink, functools.partial(sink._accept_raw, objs=objs, infos=new), chunk)
+            self._call(sink, functools.partial(sink._accept_raw, infos=new), chunk)
         entries: list[tuple[Any, ...]] | None = None
         sinks = self._record_sinks
         if sinks:
-            entries = decode(chunk, objs, self._infos)
+            entries = decode(chunk, self._infos)
             records = self._materializer.build(entries)
             for sink in sinks:
                 self._call(sink, sink.write, records)
         # Forget finished jobs, but late: activations still running when a job was cancelled
         # or failed report after its job.finished.
         finished = self._finished_jobs
-        finished.extend(o[1] for o in objs if o[0] == K_JOB_FINISHED)
+        pop = self._ended.popleft
+        for _ in range(ended):
+            finished.append(pop())
         while len(finished) > _KEEP_FINISHED_INFOS:
             self._infos.pop(finished.popleft(), None)
 

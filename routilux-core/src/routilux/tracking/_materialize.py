@@ -24,7 +24,6 @@ from ._wire import (
     K_RETRIED,
     K_SKIPPED,
     K_STARTED,
-    REC,
     JobInfo,
 )
 from .records import (
@@ -53,37 +52,30 @@ _LINEAGE_LIMIT = 65_536
 """Payloads per job whose producer is remembered until consumed (oldest forgotten beyond)."""
 
 
-def decode(chunk: bytes, objs: Sequence[tuple[Any, ...]],
-           infos: dict[int, JobInfo]) -> list[tuple[Any, ...]]:
-    """Raw records of one drained chunk as tuples (the materializer's input)."""
+def decode(chunk: Sequence[Any], infos: dict[int, JobInfo]) -> list[tuple[Any, ...]]:
+    """Raw records of one drained chunk (``W`` items each, see ``_wire``) as tuples (the
+    materializer's input)."""
     out: list[tuple[Any, ...]] = []
     append = out.append
-    oi = 0
-    for k, tok, seq, t, a, b, c, x, d, e, _f, _g in REC.iter_unpack(chunk):
+    it = iter(chunk)
+    for k, tok, seq, t, a, b, c, d in zip(it, it, it, it, it, it, it, it, strict=True):
+        if not isinstance(k, int):  # started, one payload on slot k (a name, see _wire)
+            append((K_STARTED, tok, seq, t, a, b, c, (k, 1, d)))
+            continue
         if k == K_OBJ:
-            append(objs[oi])
-            oi += 1
+            append(tok)
             continue
-        info = infos.get(tok)
-        if info is None:
+        if tok not in infos:
             continue
-        if k == K_EMITTED:
-            append((k, tok, seq, t, a, b, info.events[a].get(c, "?"), d))
+        if k in (K_EMITTED, K_FINISHED, K_ENQUEUED):
+            append((k, tok, seq, t, a, b, c, d))
         elif k == K_STARTED:
-            ins: tuple[Any, ...] = ()
-            if x:  # one slot (d: its name's hash) with e (0 or 1) payloads, _f its id
-                ins = (info.slots[a].get(d, "?"), 1, _f) if e else (info.slots[a].get(d, "?"), 0)
-            append((k, tok, seq, t, a, b, c, ins))
-        elif k == K_FINISHED:
-            append((k, tok, seq, t, a, b, c, x))
+            append((k, tok, seq, t, a, b, c, ()))
         elif k == K_DEPTH:
             append((k, tok, seq, t, a, b))
-        elif k == K_ENQUEUED:
-            append((k, tok, seq, t, "entry" if a == 0 else "post", b, c, d))
         elif k == K_DROPPED:
-            event = info.events[b].get(d) if d else None
-            append((k, tok, seq, t, None if a < 0 else a, b, None if c < 0 else c,
-                    "drop_oldest" if x == 0 else "discarded", event))
+            append((k, tok, seq, t, a, b, c, "drop_oldest" if a is not None else "discarded",
+                    d))
     return out
 
 

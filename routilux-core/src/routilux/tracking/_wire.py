@@ -1,20 +1,36 @@
-"""The raw record format shared by the hot path and the drain thread: kinds, the packed
-struct, and what a record needs to know about its job."""
+"""The raw record format shared by the hot path and the drain thread: kinds, the layout of
+a raw record, and what a record needs to know about its job.
+
+A raw record is ``W`` (8) consecutive items of the hub's queue, a plain ``list`` that the hot
+path extends with one tuple per record (the tuple is freed at once: nothing the garbage
+collector tracks is kept per record; ints, floats and strings are not tracked). Items, by
+kind (the first item)::
+
+    K_STARTED   tok seq t ri aseq attempt None        (no input)
+    <slot: str> tok seq t ri aseq attempt id(payload) (started, one payload on ``slot``)
+    K_FINISHED  tok seq t ri aseq attempt duration
+    K_EMITTED   tok seq t ri aseq event   id(payload)
+    K_ENQUEUED  tok seq t source id(payload) ri qi      (ri, qi: -1 for the entry)
+    K_DROPPED   tok seq t id(payload)|None ri qi|None event|None
+    K_DEPTH     tok seq t qi depth None None
+    K_OBJ       <tuple> None ...                     (a rare record as one object)
+
+Names (slots, events) are the very ``str`` objects of the flow's plan, so they cost one
+reference each, and a started record with one payload (the per-message case) carries its
+slot name in place of the kind, which saves a ninth item.
+"""
 
 from __future__ import annotations
 
-import struct
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .._job import Job
 
-__all__ = ["REC", "JobInfo", "W", "err_text", "err_type"]
+__all__ = ["JobInfo", "W", "err_text", "err_type"]
 
-REC = struct.Struct("=qqqdqqqdqqqq")
-"""One raw record: kind, job token, seq, time, four ints, a float, four ints (96 bytes)."""
-
-W = REC.size
+W = 8
+"""Items per raw record in the hub's queue."""
 
 # raw record kinds
 K_JOB_STARTED = 0
@@ -31,13 +47,13 @@ K_EMITTED = 10
 K_ENQUEUED = 11
 K_DROPPED = 12
 K_DEPTH = 13
-K_OBJ = 14  # the record is the next object of the chunk's side list
+K_OBJ = 14  # the record is the tuple in the next item
 
 class JobInfo:
     """What records need to know about a job (kept by the hub and by lazy sinks)."""
 
-    __slots__ = ("caps", "entry_targets", "epoch", "events", "flow", "job_id", "queue_names",
-                 "routes", "routine_ids", "slots")
+    __slots__ = ("caps", "entry_targets", "epoch", "flow", "job_id", "queue_names", "routes",
+                 "routine_ids")
 
     def __init__(self, job: Job) -> None:
         plan = job.plan
@@ -51,9 +67,6 @@ class JobInfo:
         self.routes = plan.routes
         self.entry_targets = plan.entry_targets
         self.epoch = job.epoch
-        # names travel as hash(name) in raw records: resolved per routine here
-        self.events = tuple({hash(name): name for name in routes} for routes in plan.routes)
-        self.slots = tuple({hash(name): name for name in names} for names in plan.slot_names)
 
 
 def err_type(err: BaseException | None) -> str | None:

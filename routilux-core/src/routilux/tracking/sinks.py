@@ -48,8 +48,8 @@ class InMemorySink:
             raise ConfigurationError(f"capacity must be an integer >= 1, got {capacity!r}")
         self.capacity = capacity
         self._lock = threading.Lock()
-        # raw chunks not yet turned into records: (numbers, side objects, record count)
-        self._raw: deque[tuple[bytes, list[tuple[Any, ...]], int]] = deque()
+        # raw chunks not yet turned into records: (items, record count)
+        self._raw: deque[tuple[tuple[Any, ...], int]] = deque()
         self._nraw = 0
         self._records: deque[TrackingRecord] = deque()
         self._infos: dict[int, JobInfo] = {}
@@ -62,10 +62,7 @@ class InMemorySink:
         self._hub = hub
 
     def _accept_raw(
-        self,
-        chunk: bytes,
-        objs: list[tuple[Any, ...]],
-        infos: Sequence[tuple[int, JobInfo]] = (),
+        self, chunk: tuple[Any, ...], infos: Sequence[tuple[int, JobInfo]] = ()
     ) -> None:
         n = len(chunk) // W
         with self._lock:
@@ -73,7 +70,7 @@ class InMemorySink:
                 self._infos.update(infos)
                 while len(self._infos) > self.capacity:  # bounded like the records
                     self._infos.pop(next(iter(self._infos)))
-            self._raw.append((chunk, objs, n))
+            self._raw.append((chunk, n))
             self._nraw += n
             self.received += n
             self._evict_locked()
@@ -93,8 +90,8 @@ class InMemorySink:
             self._records.popleft()
             extra -= 1
             self.evicted += 1
-        while self._raw and extra >= self._raw[0][2]:
-            _, _, n = self._raw.popleft()
+        while self._raw and extra >= self._raw[0][1]:
+            _, n = self._raw.popleft()
             self._nraw -= n
             extra -= n
             self.evicted += n
@@ -108,11 +105,9 @@ class InMemorySink:
             self._hub.flush()
         with self._lock:
             while self._raw:
-                chunk, objs, n = self._raw.popleft()
+                chunk, n = self._raw.popleft()
                 self._nraw -= n
-                self._records.extend(
-                    self._materializer.build(decode(chunk, objs, self._infos))
-                )
+                self._records.extend(self._materializer.build(decode(chunk, self._infos)))
             while len(self._records) > self.capacity:
                 self._records.popleft()
                 self.evicted += 1
