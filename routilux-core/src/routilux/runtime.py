@@ -159,6 +159,7 @@ class Runtime:
         self._queue: SimpleQueue[tuple[Job, int, Activation] | None] = SimpleQueue()
         self._submit_put = self._queue.put
         self._workers: list[threading.Thread] = []
+        self._growing = True  # until thread_pool_size workers are started (``_grow``)
         self._lock = threading.Lock()
         self._cond: NotifyingCondition = NotifyingCondition(
             self._lock, lambda: self._unsettled == 0
@@ -253,6 +254,8 @@ class Runtime:
 
     def _submit(self, job: Job, ri: int, act: Activation) -> None:
         self._submit_put((job, ri, act))
+        if self._growing:
+            self._grow()
 
     def _settle(self, delta: int) -> None:
         with self._hot:
@@ -332,13 +335,24 @@ class Runtime:
             except BaseException:  # never let a worker die; run_task handles logic errors
                 _log.exception("runtime.worker_error", job_id=job.job_id)
 
-    def _ensure_workers(self) -> None:
-        if self._workers:
-            return
-        for i in range(self.thread_pool_size):
+    def _grow(self) -> None:
+        """Start one more worker for the task just queued, until the pool is full.
+
+        The pool grows with its first ``thread_pool_size`` tasks, as ``ThreadPoolExecutor``
+        does, rather than all at once on the first job: ``Thread.start`` hands the GIL to the
+        new thread, which takes the queued task and runs it straight away. Workers started
+        ahead of work wait in ``get`` and, woken during a burst of ``exec`` calls, wait again
+        for the GIL (up to the 5 ms switch interval) behind the thread making the calls.
+        """
+        with self._hot:
+            if not self._growing:
+                return
+            i = len(self._workers)
             t = threading.Thread(target=self._worker, name=f"routilux-worker-{i}", daemon=True)
             t.start()
             self._workers.append(t)
+            if i + 1 >= self.thread_pool_size:
+                self._growing = False
 
     # -- starting jobs -----------------------------------------------------------------------
 
@@ -436,8 +450,6 @@ class Runtime:
                         self._fold(old)
                 self._jobs[state.job_id] = job
                 self._unsettled += 1
-                if not self._workers:
-                    self._ensure_workers()
         except BaseException:
             (state.pending, state.in_flight, state.policy_states, state.status,
              state._live) = saved
@@ -752,7 +764,9 @@ class Runtime:
                 control.cancel(job)
         if self._remote is not None:  # wakes dispatchers still waiting on remote work
             self._remote.executor.shutdown(wait)
-        workers = self._workers
+        with self._lock:
+            self._growing = False  # (a late task would start a worker no sentinel stops)
+            workers = self._workers
         for _ in workers:
             self._queue.put(None)
         if wait:
