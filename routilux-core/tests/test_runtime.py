@@ -235,6 +235,36 @@ class TestWorkers:
             assert rt.wait_job(state.job_id, timeout=WAIT)
         assert peak <= 2
 
+    def test_the_pool_grows_with_its_first_tasks_up_to_its_size(
+        self, registry: FlowRegistry, make_routine
+    ) -> None:
+        gate = threading.Event()
+
+        def logic(routine, slot_data, policy_message, job_state):
+            assert gate.wait(WAIT)
+
+        flow = Flow("grow")
+        flow.add_routine(make_routine(logic, events=()), "r")
+        rt = Runtime(thread_pool_size=3, flow_registry=registry)
+        try:
+            def workers() -> list[threading.Thread]:
+                return [t for t in threading.enumerate() if t in rt._workers]
+
+            assert workers() == []  # nothing started before there is work
+            jobs = [rt.exec(flow, entry_params={}) for _ in range(2)]
+            assert len(workers()) == 2  # one worker per task while the pool is not full
+            jobs += [rt.exec(flow, entry_params={}) for _ in range(5)]
+            assert len(workers()) == 3  # never more than thread_pool_size
+            gate.set()
+            assert all(rt.wait_job(j.job_id, WAIT) for j in jobs)
+            assert all(j.status is JobStatus.COMPLETED for j in jobs)
+            started = list(rt._workers)
+        finally:
+            assert rt.shutdown(timeout=WAIT)
+        assert len(started) == 3 and not any(t.is_alive() for t in started)
+        with pytest.raises(RuntimeClosedError):
+            rt.exec(flow, entry_params={})
+
     @pytest.mark.parametrize("size", [0, -1, 1.5])
     def test_bad_pool_size_is_a_configuration_error(self, size: Any) -> None:
         with pytest.raises(ConfigurationError, match="thread_pool_size"):
