@@ -339,10 +339,9 @@ class Runtime:
         """Start one more worker for the task just queued, until the pool is full.
 
         The pool grows with its first ``thread_pool_size`` tasks, as ``ThreadPoolExecutor``
-        does, rather than all at once on the first job: ``Thread.start`` hands the GIL to the
-        new thread, which takes the queued task and runs it straight away. Workers started
-        ahead of work wait in ``get`` and, woken during a burst of ``exec`` calls, wait again
-        for the GIL (up to the 5 ms switch interval) behind the thread making the calls.
+        does, rather than all at once on the first job: a runtime starts no more threads than
+        it has had tasks, and the new thread takes the queued task during ``Thread.start``'s
+        hand-off.
         """
         with self._hot:
             if not self._growing:
