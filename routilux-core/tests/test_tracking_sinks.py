@@ -193,6 +193,19 @@ class TestImports:
 # -- the hub -----------------------------------------------------------------------------------
 
 
+
+def stuck_hub() -> tuple[TrackingHub, Any, Any]:
+    """A hub of 4 records whose drain thread is stuck in a blocking sink, and a started
+    job's tracker on it."""
+    h = TrackingHub(queue_size=4)
+    slow = h.add_sink(Blocking())
+    jt = h.job_tracker(fake_job())
+    assert jt is not None
+    jt.job_started()
+    h._wake.set()
+    assert slow.entered.wait(WAIT)  # the thread is stuck in the sink
+    return h, slow, jt
+
 class TestHub:
     def test_no_sink_no_tracker_no_thread(self, hub: TrackingHub) -> None:
         assert hub.job_tracker(fake_job()) is None
@@ -243,13 +256,7 @@ class TestHub:
         assert len(failed) == 1 and failed[0]["sink"] == "raises"
 
     def test_a_full_queue_drops_and_counts(self) -> None:
-        h = TrackingHub(queue_size=4)
-        slow = h.add_sink(Blocking())
-        jt = h.job_tracker(fake_job())
-        assert jt is not None
-        jt.job_started()
-        h._wake.set()
-        assert slow.entered.wait(WAIT)  # the thread is stuck in the sink
+        h, slow, jt = stuck_hub()
         a = act(0, 1)
         with capture_logs() as logs:
             for _ in range(10):
@@ -352,13 +359,7 @@ class TestHub:
     def test_the_bound_holds_for_a_finished_and_started_pair(self) -> None:
         """The pair written in one append near the bound falls back to two records, each
         kept or dropped (and counted) on its own."""
-        h = TrackingHub(queue_size=4)
-        slow = h.add_sink(Blocking())
-        jt = h.job_tracker(fake_job())
-        assert jt is not None
-        jt.job_started()
-        h._wake.set()
-        assert slow.entered.wait(WAIT)
+        h, slow, jt = stuck_hub()
         a, b = act(1, 1, [{"x": 1}]), act(1, 2, [{"x": 2}])
         for _ in range(3):
             jt.finished_started(a, 1.0, 0.5, b)
