@@ -230,9 +230,14 @@ class TestRemoteRun:
         got: list[dict[str, Any]] = []
         ex = PickleExecutor()
         with Runtime(thread_pool_size=2, executor=ex) as rt:
-            js = rt.exec(chain(), entry_params={"n": 7})
+            # The handler is set before any logic can run (a worker may run ``a`` as soon
+            # as the entry is delivered, before ``exec`` returns): the entry is posted.
+            flow = chain()
+            js = rt.exec(flow, keep_open=True)
             js.output_handler = got.append  # outputs are handed over in this process
+            rt.post(flow, "a", "input", {"n": 7}, job_id=js.job_id)
             assert rt.wait_job(js.job_id, 30)
+            assert rt.complete_job(js.job_id)
         assert js.shared_data == {"items": ["a7", "b7"], "by_tag": {"a": 7, "b": 7}}
         assert js.routine_states == {"a": {"last": 7, "tag": "a"}, "b": {"last": 7, "tag": "b"}}
         assert [r["data"] for r in got] == [{"tag": "a", "n": 7}, {"tag": "b", "n": 7}]
