@@ -340,8 +340,10 @@ class Runtime:
 
         The pool grows with its first ``thread_pool_size`` tasks, as ``ThreadPoolExecutor``
         does, rather than all at once on the first job: a runtime starts no more threads than
-        it has had tasks, and the new thread takes the queued task during ``Thread.start``'s
-        hand-off.
+        it has had tasks. The new thread takes the queued task during ``Thread.start``'s
+        hand-off, then waits for the job lock its submitter holds (``_submit`` is called
+        under it; growing after ``Job.start`` released it was measured and not kept, see
+        docs/performance.md, "What is left").
         """
         with self._hot:
             if not self._growing:
