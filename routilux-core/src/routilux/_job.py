@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+from _thread import allocate_lock as _new_lock
 from collections import deque
 from functools import partial
 from types import MappingProxyType
@@ -69,6 +70,7 @@ class Job:
         "policy_timers", "queues",
         "restored_retries", "retry_ready", "retry_waiting", "routes", "runtime", "seq",
         "settled", "state", "stats", "stopped", "tasks", "timeout", "timers", "tracker", "views",
+        "waiters",
     )
 
     def __init__(
@@ -83,7 +85,9 @@ class Job:
         self.timeout = timeout
         self.lock = threading.Lock()
         self.hot = YieldingLock(self.lock)  # the job lock, for the per-message paths
-        self._cond: NotifyingCondition | None = None  # created on first wait (rare)
+        self._cond: NotifyingCondition | None = None  # created on first use (rare)
+        # ``wait_settled`` callers: one locked lock each, released when the job settles.
+        self.waiters: list[threading.Lock] | None = None
         n = len(plan.routine_ids)
         self.queues: list[deque[dict[str, Any]]] = list(map(deque, plan.empty_queues))
         self.caps = plan.caps
@@ -145,11 +149,41 @@ class Job:
             self._cond.notify_all()
 
     def wait_settled(self, timeout: float | None) -> bool:
-        """Block until the job is drained (COMPLETED, IDLE if kept open) or ended."""
-        with self.lock:
+        """Block until the job is drained (COMPLETED, IDLE if kept open) or ended.
+
+        The caller parks on a lock of its own, which the thread settling the job releases
+        as its last step under the job lock (``_release_waiters_locked``): no ``Condition``
+        is made for the job, and the woken caller returns without taking the job lock again
+        (the serial ``exec``/``wait_job`` path, docs/performance.md).
+        """
+        lock = self.lock
+        with lock:
             if self.settled:
                 return True
-            return self.condition().wait_for(lambda: self.settled, timeout)
+            if timeout is not None and timeout <= 0:
+                return False
+            waiter = _new_lock()
+            waiter.acquire()
+            waiters = self.waiters
+            if waiters is None:
+                waiters = self.waiters = []
+            waiters.append(waiter)
+        if waiter.acquire(True, -1 if timeout is None else timeout):
+            return True
+        with lock:  # timed out: leave, unless released meanwhile
+            waiters = self.waiters
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+                return self.settled
+            return True
+
+    def _release_waiters_locked(self) -> None:
+        """Wake every ``wait_settled`` caller (the job is settled; job lock held)."""
+        waiters = self.waiters
+        if waiters is not None:
+            self.waiters = None
+            for waiter in waiters:
+                waiter.release()
 
     def _make_view(self, ri: int) -> PolicyView:
         plan = self.plan
@@ -935,6 +969,10 @@ class Job:
         if status is JobStatus.COMPLETED and self.ntasks == 0:
             self._compact_locked()
         self.runtime._job_finished(self, settled=settle)  # one runtime-lock trip for both
+        # Last, so a woken ``wait_job`` caller finds the retention already updated, as it
+        # did when it had to take the job lock back to return.
+        if settle and self.waiters is not None:
+            self._release_waiters_locked()
 
     def _compact_locked(self) -> None:
         """Let go of the scheduling structures of a completed job, which is kept (for
@@ -963,6 +1001,8 @@ class Job:
             self.settled = True
             self._notify_locked()
             self.runtime._settle(+1)
+            if self.waiters is not None:
+                self._release_waiters_locked()
 
     def _unsettle_locked(self) -> None:
         if self.settled:
