@@ -312,15 +312,18 @@ class Runtime:
             job.views = job.plan.no_views  # type: ignore[assignment]
 
     def _fold(self, job: Job) -> None:
-        """Keep a forgotten job's statistics in its flow's tracker (runtime lock held)."""
-        for name in {job.plan.flow_id, job.flow_name}:
-            tracker = self._flow_trackers.get(name)
+        """Keep a forgotten job's statistics in its flow's tracker (runtime lock held): the
+        tracker of its flow id and, if it was started by another name, that name's too."""
+        flow_id = job.plan.flow_id
+        trackers = self._flow_trackers
+        for name in (flow_id,) if job.flow_name == flow_id else (flow_id, job.flow_name):
+            tracker = trackers.get(name)
             if tracker is None:
-                tracker = self._flow_trackers[name] = ExecutionTracker(name)
-                while len(self._flow_trackers) > _MAX_FLOW_TRACKERS:
-                    self._flow_trackers.popitem(last=False)
+                tracker = trackers[name] = ExecutionTracker(name)
+                while len(trackers) > _MAX_FLOW_TRACKERS:
+                    trackers.popitem(last=False)
             else:
-                self._flow_trackers.move_to_end(name)
+                trackers.move_to_end(name)
             tracker.add_job(job)
 
     def _worker(self) -> None:
