@@ -29,7 +29,6 @@ from routilux import (
     hookimpl,
 )
 from routilux.graph import job_to_dot, job_to_mermaid, routine_statuses
-from routilux.tracking import metrics as metrics_module
 from routilux.tracking import (
     InMemorySink,
     JsonLinesSink,
@@ -38,6 +37,7 @@ from routilux.tracking import (
     read_jsonl,
     summarize,
 )
+from routilux.tracking import metrics as metrics_module
 from structlog.testing import capture_logs
 
 WAIT = 10.0

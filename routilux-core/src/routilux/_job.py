@@ -19,6 +19,8 @@ import time
 import traceback
 from _thread import allocate_lock as _new_lock
 from collections import deque
+from datetime import UTC as _UTC
+from datetime import datetime
 from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -58,6 +60,7 @@ _FAIRNESS = 64
 _SOURCE_MESSAGE = MappingProxyType({"policy": "source"})
 
 _pc = time.perf_counter
+_now = datetime.now
 
 
 class Job:
@@ -108,11 +111,10 @@ class Job:
         self.timers = runtime._timers
         # A single-slot routine with the immediate policy takes straight from its queue
         # (fastq[ri] is that queue's index, else -1) and gets a PolicyView only if asked.
-        self.fastq = fastq = plan.fast_queues
-        self.views: list[PolicyView | None] = [None] * n
-        for ri in range(n):
-            if fastq[ri] < 0:
-                self.views[ri] = self._make_view(ri)
+        self.fastq = plan.fast_queues
+        self.views: list[PolicyView | None] = list(plan.no_views)
+        for ri in plan.policy_routines:
+            self.views[ri] = self._make_view(ri)
         self.outstanding = 0
         self.ntasks = 0
         self.seq = state.activation_seq
@@ -266,7 +268,12 @@ class Job:
 
     def start(self, deliver_entry: bool, entry: dict[str, Any]) -> None:
         with self.lock:
-            self.state._transition(JobStatus.RUNNING)
+            state = self.state
+            if state.status is _PENDING and state.started_at is None:  # a new job
+                state.status = JobStatus.RUNNING  # (``_transition``, without the checks)
+                state.started_at = _now(_UTC)
+            else:
+                state._transition(JobStatus.RUNNING)
             tracker = self.tracker
             if tracker is not None:
                 tracker.job_started()
@@ -513,22 +520,18 @@ class Job:
                     return
                 if tracker is not None:
                     tracker.started(act)
-        plan = self.plan
-        logic = plan.logics[ri]
+        # With one activation at a time and no timeout nothing else writes this routine's
+        # stats or could abandon the activation, so success is recorded outside the lock
+        # (``unlocked_record``). Taking the next activation of a fast routine runs no policy
+        # (so writes no record): its finished record is then written together with the next
+        # one's started record (``fast``). (FlowPlan.task_info: one unpacking, not six reads.)
+        logic, rid, timeout, unlocked_record, fast, routine = self.plan.task_info[ri]
         state = self.state
         history = state.execution_history
         stats = self.stats[ri]
-        rid = plan.routine_ids[ri]
-        timeout = plan.timeouts[ri]
         epoch = self.epoch
-        # With one activation at a time and no timeout nothing else writes this routine's
-        # stats or could abandon the activation, so success is recorded outside the lock.
-        unlocked_record = timeout is None and self.maxc[ri] == 1
         durable = self.durable
-        # Taking the next activation of a fast routine runs no policy (so writes no record):
-        # its finished record is then written together with the next one's started record.
-        fast = self.fastq[ri] >= 0
-        ctx = ActivationContext(self, ri, plan.routines[ri])
+        ctx = ActivationContext(self, ri, routine)
         remote = self.runtime._remote  # None: logic runs here (the thread pool's fast path)
         token = CURRENT.set(ctx)
         ran = 0
@@ -870,6 +873,31 @@ class Job:
                 state._transition(JobStatus.IDLE)
             self._settle_locked()
             return
+        plan = self.plan
+        if plan.policy_routines or self.retry_ready is not None or any(self.queues):
+            self._flush_policies_locked()
+            if self.stopped:
+                return
+            if self.outstanding:
+                if state.status is JobStatus.IDLE:
+                    state._transition(JobStatus.RUNNING)
+                    self._unsettle_locked()
+                return
+            views = self.views  # (no view, no policy that could hold data: skip the call)
+            if views.count(None) < len(views) and self._pause_at_breakpoint_locked():
+                return
+            for qi, q in enumerate(self.queues):
+                if q:
+                    ri, si = plan.queue_owner[qi]
+                    key = f"{plan.routine_ids[ri]}.{plan.slot_names[ri][si]}"
+                    state.unconsumed.setdefault(key, []).extend(q)
+                    q.clear()
+        # (else: every routine is served straight from its queue, all of them empty, and no
+        # retry waits: nothing to flush, hold or record)
+        self._finish_locked(JobStatus.COMPLETED, None, None)
+
+    def _flush_policies_locked(self) -> None:
+        """Give every policy its final say (the job is quiescent)."""
         self.outstanding += 1  # guard while flushing
         for ri, view in enumerate(self.views):
             if self.stopped:
@@ -893,24 +921,6 @@ class Job:
                 self.executing.add(act)
                 self._spawn_locked(ri, act)
         self.outstanding -= 1
-        if self.stopped:
-            return
-        if self.outstanding:
-            if state.status is JobStatus.IDLE:
-                state._transition(JobStatus.RUNNING)
-                self._unsettle_locked()
-            return
-        views = self.views  # (no view, no policy that could hold data: skip the call)
-        if views.count(None) < len(views) and self._pause_at_breakpoint_locked():
-            return
-        plan = self.plan
-        for qi, q in enumerate(self.queues):
-            if q:
-                ri, si = plan.queue_owner[qi]
-                key = f"{plan.routine_ids[ri]}.{plan.slot_names[ri][si]}"
-                state.unconsumed.setdefault(key, []).extend(q)
-                q.clear()
-        self._finish_locked(JobStatus.COMPLETED, None, None)
 
     def _pause_at_breakpoint_locked(self) -> bool:
         """Pause the drained job if a policy holds data (a breakpoint); True if it did."""
@@ -942,7 +952,11 @@ class Job:
             state.error_traceback = "".join(traceback.format_exception(err))
         self.stopped = True
         self.paused = False
-        state._transition(status)
+        if state.status is _RUNNING:  # (``_transition``, without the checks: always legal)
+            state.status = status
+            state.finished_at = _now(_UTC)
+        else:
+            state._transition(status)
         if self.durable is not None:
             self.durable.finished(status, err)
         if self.tracker is not None:
@@ -1011,3 +1025,5 @@ class Job:
 
 
 _NOTHING: frozenset[Activation] = frozenset()
+_PENDING = JobStatus.PENDING
+_RUNNING = JobStatus.RUNNING

@@ -284,7 +284,9 @@ class Runtime:
             if settled:
                 self._unsettled -= 1
                 if self._unsettled == 0 or self._closed:  # (see ``_settle``)
-                    self._cond.notify_all()
+                    cond = self._cond
+                    if cond._waiters or cond.futures:  # (nobody waits: nothing to notify)
+                        cond.notify_all()
             now = time.monotonic()
             self._finished[job.job_id] = now
             while len(self._finished) > self._max_finished:
@@ -391,7 +393,10 @@ class Runtime:
         """
         if self._closed:  # checked again, under the lock, when the job is registered
             raise RuntimeClosedError("the runtime is shut down; create a new Runtime")
-        flow, name = self._resolve(flow_name)
+        if type(flow_name) is Flow:  # (``_resolve``, the common case inlined)
+            flow, name = flow_name, flow_name.flow_id
+        else:
+            flow, name = self._resolve(flow_name)
         plan = flow.plan()
         if self._remote is not None:
             self._remote.specs(plan)  # a routine that cannot be rebuilt remotely fails here
@@ -403,8 +408,9 @@ class Runtime:
             raise ConfigurationError(
                 f"entry_params must be a dict of parameters, got {type(entry_params).__name__}"
             )
-        for strategy in plan.custom_strategies:
-            self._custom_strategy(strategy)  # unknown names fail here, before the job starts
+        if plan.custom_strategies:
+            for strategy in plan.custom_strategies:
+                self._custom_strategy(strategy)  # unknown names fail here, before the job starts
         if timeout is None:
             timeout = plan.execution_timeout
         if job_state is None:
@@ -439,7 +445,10 @@ class Runtime:
                     job, self._store, self.plugin_manager.registry.codecs,
                     flow_document(flow, self._flow_docs, plan), known, next_pid,
                 )
-            with self._hot:
+            lock = self._lock
+            if not lock.acquire(False):  # ``with self._hot``, the uncontended case inlined
+                self._hot.contended()
+            try:
                 if self._closed:
                     raise RuntimeClosedError("the runtime is shut down; create a new Runtime")
                 old = self._jobs.get(state.job_id)
@@ -454,6 +463,8 @@ class Runtime:
                         self._fold(old)
                 self._jobs[state.job_id] = job
                 self._unsettled += 1
+            finally:
+                lock.release()
         except BaseException:
             (state.pending, state.in_flight, state.policy_states, state.status,
              state._live) = saved
@@ -636,8 +647,13 @@ class Runtime:
     # -- inspecting --------------------------------------------------------------------------
 
     def _live(self, job_id: str) -> Job:
-        with self._hot:
+        lock = self._lock
+        if not lock.acquire(False):  # ``with self._hot``, the uncontended case inlined
+            self._hot.contended()
+        try:
             job = self._jobs.get(job_id)
+        finally:
+            lock.release()
         if job is None:
             raise UnknownJobError(
                 f"no job {job_id!r} in this runtime (never started here, or finished and "
