@@ -525,7 +525,7 @@ class Job:
         # (``unlocked_record``). Taking the next activation of a fast routine runs no policy
         # (so writes no record): its finished record is then written together with the next
         # one's started record (``fast``). (FlowPlan.task_info: one unpacking, not six reads.)
-        logic, rid, timeout, unlocked_record, fast, routine = self.plan.task_info[ri]
+        logic, rid, timeout, unlocked_record, fast, routine, qi, fslot = self.plan.task_info[ri]
         state = self.state
         history = state.execution_history
         stats = self.stats[ri]
@@ -589,7 +589,25 @@ class Job:
                             )
                         else:
                             self._failed_locked(ri, act, err, t0 + epoch, t1 - t0, decision)
-                    nxt = None if self.stopped or self.paused else self._take_locked(ri)
+                    if self.stopped or self.paused:
+                        nxt = None
+                    elif fast and self.retry_ready is None:
+                        # ``_take_locked(ri)`` of a queue-served routine, inlined (a call
+                        # less per activation, and per task end)
+                        q = self.queues[qi]
+                        if q:
+                            self.seq = seq = self.seq + 1
+                            nxt = Activation(ri, {fslot: [q.popleft()]}, _IMMEDIATE_MESSAGE,
+                                             0, seq)
+                            if durable is not None:
+                                durable.claim(nxt)
+                            if self.blocked_producers:
+                                self._notify_locked()
+                            self.executing.add(nxt)
+                        else:
+                            nxt = None
+                    else:
+                        nxt = self._take_locked(ri)
                     if nxt is None:
                         if fin:
                             tracker.finished(act, t1, t1 - t0)  # type: ignore[union-attr]
@@ -1000,6 +1018,10 @@ class Job:
         self.tasks = plan.no_tasks  # type: ignore[assignment]  # (all zero: nothing runs)
         # Views hold the old queues; keep only those with policy state (it is saved).
         views = self.views
+        if views.count(None) == len(views):  # (no view at all: the common case, one C call)
+            self.views = plan.no_views  # type: ignore[assignment]
+            self._cond = None
+            return
         for v in views:
             if v is not None and v.state:
                 self.views = [v if v is not None and v.state else None for v in views]

@@ -74,7 +74,8 @@ class FlowPlan:
     task_info: tuple[tuple[Any, ...], ...] = attrs.field(init=False, repr=False)
     """Per routine, what every task of it reads first (``Job.run_task``): its logic, id,
     timeout, whether success is recorded outside the job lock (one activation at a time, no
-    timeout), whether it is served straight from its queue, and the routine."""
+    timeout), whether it is served straight from its queue, the routine, and that queue's
+    index and slot name (-1 and "" when it is not)."""
 
     def __attrs_post_init__(self) -> None:
         fast = tuple(
@@ -93,7 +94,7 @@ class FlowPlan:
         object.__setattr__(self, "task_info", tuple(
             (self.logics[ri], self.routine_ids[ri], self.timeouts[ri],
              self.timeouts[ri] is None and self.max_concurrency[ri] == 1, fast[ri] >= 0,
-             self.routines[ri])
+             self.routines[ri], fast[ri], self.slot_names[ri][0] if fast[ri] >= 0 else "")
             for ri in range(len(self.routine_ids))
         ))
 
