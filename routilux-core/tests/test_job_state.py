@@ -431,3 +431,40 @@ class TestRefusedResumeLosesNothing:
             assert rt.wait_job(state.job_id, 10)
         assert state.status.value == "completed"
         assert state.pending == {}
+
+
+class TestExecConstructor:
+    """``Runtime.exec`` builds its states with ``job_state._new_state``, which sets the slots
+    itself: it must give exactly what ``JobState(...)`` gives, for every field."""
+
+    @pytest.mark.parametrize("entry", [None, {"x": 1}])
+    @pytest.mark.parametrize("keep_open", [False, True])
+    def test_same_fields_as_the_attrs_init(self, entry: dict | None, keep_open: bool) -> None:
+        from collections import deque
+
+        import attrs
+        from routilux.job_state import _new_state
+
+        h1: deque = deque(maxlen=7)
+        h2: deque = deque(maxlen=7)
+        fast = _new_state("f", entry, keep_open, h1)
+        slow = JobState(flow_id="f", entry_params=entry, keep_open=keep_open,
+                        execution_history=h2)
+        for f in attrs.fields(JobState):
+            a, b = getattr(fast, f.name), getattr(slow, f.name)  # unset slot: AttributeError
+            if f.name == "job_id":
+                assert len(a) == 32 and a != b
+                u = uuid.UUID(hex=a)
+                assert u.version == 4 and u.variant == uuid.RFC_4122
+            elif f.name == "created_at":
+                assert type(a) is type(b) and a.tzinfo == b.tzinfo
+            elif f.name == "execution_history":
+                assert a is h1 and b is h2
+            else:
+                assert a == b and type(a) is type(b), f.name
+        # containers are the state's own, never shared between states
+        other = _new_state("f", entry, keep_open, deque())
+        for name in ("routine_states", "shared_data", "shared_log", "output_log", "dropped",
+                     "unconsumed", "pending", "in_flight", "policy_states"):
+            assert getattr(fast, name) is not getattr(other, name)
+        assert fast.to_dict()["status"] == "pending"

@@ -32,7 +32,7 @@ from .errors import (
     UnknownTypeError,
 )
 from .flow import Flow
-from .job_state import DEFAULT_HISTORY_LIMIT, JobState, JobStatus
+from .job_state import DEFAULT_HISTORY_LIMIT, JobState, JobStatus, _new_state
 from .monitoring.flow_registry import FlowRegistry
 from .plugins import create_plugin_manager, get_plugin_manager
 from .registry import TypeRegistry, routine_types
@@ -414,11 +414,9 @@ class Runtime:
         if timeout is None:
             timeout = plan.execution_timeout
         if job_state is None:
-            state = JobState(
-                flow_id=flow.flow_id,
-                entry_params=dict(entry_params) if entry_params is not None else None,
-                keep_open=keep_open,
-                execution_history=deque(maxlen=self._history_limit),
+            state = _new_state(  # (``JobState(flow_id=..., ...)``, without keyword binding)
+                flow.flow_id, dict(entry_params) if entry_params is not None else None,
+                keep_open, deque(maxlen=self._history_limit),
             )
             deliver = not (keep_open and entry_params is None)
         else:
