@@ -386,9 +386,22 @@ class Job:
             queues[qi].append(payload)
             stats[di].payloads_in += 1
             if tasks[di] < maxc[di] and not paused and not self.stopped:
+                if self.fastq[di] >= 0 and self.retry_ready is None:
+                    # ``_take_locked(di)`` of a queue-served routine (its one queue is qi,
+                    # not empty), inlined
+                    self.seq = seq = self.seq + 1
+                    act = Activation(di, {self.plan.fast_slots[di]: [queues[qi].popleft()]},
+                                     _IMMEDIATE_MESSAGE, 0, seq)
+                    if self.durable is not None:
+                        self.durable.claim(act)
+                    if self.blocked_producers:
+                        self._notify_locked()
+                    self.executing.add(act)
+                    self._spawn_locked(di, act)
+                    continue
                 # ``_try_start_locked(di)``, one call less per payload (a failing policy may
                 # stop the job mid-loop)
-                act = self._take_locked(di)
+                act = self._take_locked(di)  # type: ignore[assignment]
                 if act is not None:
                     self._spawn_locked(di, act)
 

@@ -68,6 +68,9 @@ class FlowPlan:
     """One ``None`` per routine: a completed job's views when none holds policy state."""
     no_tasks: tuple[int, ...] = attrs.field(init=False, repr=False)
     """One ``0`` per routine: a completed job's running-task counts."""
+    fast_slots: tuple[str, ...] = attrs.field(init=False, repr=False)
+    """Per routine: the name of its one slot if it is served straight from its queue, else
+    ``""``."""
     policy_routines: tuple[int, ...] = attrs.field(init=False, repr=False)
     """The routines not served straight from a queue (``fast_queues[ri] < 0``): each job
     makes a policy view for these."""
@@ -88,13 +91,16 @@ class FlowPlan:
         object.__setattr__(self, "empty_queues", ((),) * self.queue_count)
         object.__setattr__(self, "no_views", (None,) * len(self.routine_ids))
         object.__setattr__(self, "no_tasks", (0,) * len(self.routine_ids))
+        object.__setattr__(self, "fast_slots", tuple(
+            self.slot_names[ri][0] if qi >= 0 else "" for ri, qi in enumerate(fast)
+        ))
         object.__setattr__(
             self, "policy_routines", tuple(ri for ri, qi in enumerate(fast) if qi < 0)
         )
         object.__setattr__(self, "task_info", tuple(
             (self.logics[ri], self.routine_ids[ri], self.timeouts[ri],
              self.timeouts[ri] is None and self.max_concurrency[ri] == 1, fast[ri] >= 0,
-             self.routines[ri], fast[ri], self.slot_names[ri][0] if fast[ri] >= 0 else "")
+             self.routines[ri], fast[ri], self.fast_slots[ri])
             for ri in range(len(self.routine_ids))
         ))
 

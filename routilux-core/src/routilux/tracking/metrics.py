@@ -262,7 +262,8 @@ class ExecutionTracker:
         """
         state = job.state
         end = state.finished_at
-        item = (job.plan.routine_ids, job.stats, state.status.value,
+        # (``_value_``: ``.value`` is a Python-level enum property)
+        item = (job.plan.routine_ids, job.stats, state.status._value_,
                 state.started_at or state.created_at,
                 end if end is not None else time.time())
         with self._lock:
