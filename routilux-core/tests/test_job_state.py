@@ -468,3 +468,14 @@ class TestExecConstructor:
                      "unconsumed", "pending", "in_flight", "policy_states"):
             assert getattr(fast, name) is not getattr(other, name)
         assert fast.to_dict()["status"] == "pending"
+
+    def test_completed_record_same_fields_as_the_attrs_init(self) -> None:
+        import attrs
+        from routilux.job_state import ExecutionRecord, _completed_record
+
+        fast = _completed_record("r", 12.5, 0.25, 2)
+        slow = ExecutionRecord(routine_id="r", status="completed", started_at=12.5,
+                               duration=0.25, attempt=2)
+        for f in attrs.fields(ExecutionRecord):
+            assert getattr(fast, f.name) == getattr(slow, f.name), f.name
+        assert fast.to_dict() == slow.to_dict()

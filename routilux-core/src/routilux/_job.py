@@ -39,7 +39,7 @@ from .errors import (
     RoutineTimeoutError,
     UnknownEventError,
 )
-from .job_state import ExecutionRecord, JobState, JobStatus
+from .job_state import ExecutionRecord, JobState, JobStatus, _completed_record
 from .slot import Overflow
 from .tracking._hub import _DEPTH_EVERY
 from .tracking._wire import K_EMITTED, K_FINISHED
@@ -571,12 +571,7 @@ class Job:
                 recorded = False
                 if unlocked_record and err is None and not act.abandoned:
                     stats.record(t1 - t0)
-                    history.append(
-                        ExecutionRecord(
-                            routine_id=rid, status="completed", started_at=t0 + epoch,
-                            duration=t1 - t0, attempt=act.attempt,
-                        )
-                    )
+                    history.append(_completed_record(rid, t0 + epoch, t1 - t0, act.attempt))
                     recorded = True
                 if not raw.acquire(False):  # ``with lock``, the uncontended case inlined
                     lock.contended()
@@ -595,10 +590,7 @@ class Job:
                         stats.record(t1 - t0)
                         if err is None:
                             history.append(
-                                ExecutionRecord(
-                                    routine_id=rid, status="completed", started_at=t0 + epoch,
-                                    duration=t1 - t0, attempt=act.attempt,
-                                )
+                                _completed_record(rid, t0 + epoch, t1 - t0, act.attempt)
                             )
                         else:
                             self._failed_locked(ri, act, err, t0 + epoch, t1 - t0, decision)
