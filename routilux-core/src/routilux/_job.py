@@ -25,7 +25,7 @@ from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from ._activation import Activation, RoutineStats, YieldingLock
+from ._activation import Activation, YieldingLock, new_activation, new_stats
 from ._async import NotifyingCondition
 from ._context import CURRENT, ActivationContext
 from .activation_policies import _IMMEDIATE_MESSAGE, PolicyView
@@ -107,7 +107,7 @@ class Job:
         self.retry_waiting: set[Activation] = _NOTHING  # type: ignore[assignment]
         self.executing: set[Activation] = set()
         self.policy_timers: list[TimerHandle | None] | None = None
-        self.stats = [RoutineStats() for _ in range(n)]
+        self.stats = [new_stats() for _ in range(n)]
         self.timers = runtime._timers
         # A single-slot routine with the immediate policy takes straight from its queue
         # (fastq[ri] is that queue's index, else -1) and gets a PolicyView only if asked.
@@ -292,7 +292,7 @@ class Job:
                     self._deliver_locked(self.plan.entry_targets, entry)
                 for ri in self.plan.sources:
                     self.seq += 1
-                    act = Activation(ri, {}, _SOURCE_MESSAGE, 0, self.seq)
+                    act = new_activation(ri, {}, _SOURCE_MESSAGE, 0, self.seq)
                     self.executing.add(act)
                     self._spawn_locked(ri, act)
             fastq = self.fastq
@@ -390,8 +390,10 @@ class Job:
                     # ``_take_locked(di)`` of a queue-served routine (its one queue is qi,
                     # not empty), inlined
                     self.seq = seq = self.seq + 1
-                    act = Activation(di, {self.plan.fast_slots[di]: [queues[qi].popleft()]},
-                                     _IMMEDIATE_MESSAGE, 0, seq)
+                    act = new_activation(
+                        di, {self.plan.fast_slots[di]: [queues[qi].popleft()]},
+                        _IMMEDIATE_MESSAGE, 0, seq,
+                    )
                     if self.durable is not None:
                         self.durable.claim(act)
                     if self.blocked_producers:
@@ -478,8 +480,8 @@ class Job:
                 if not q:
                     return None
                 self.seq += 1
-                act = Activation(ri, {self.plan.slot_names[ri][0]: [q.popleft()]},
-                                 _IMMEDIATE_MESSAGE, 0, self.seq)
+                act = new_activation(ri, {self.plan.slot_names[ri][0]: [q.popleft()]},
+                                     _IMMEDIATE_MESSAGE, 0, self.seq)
             else:
                 try:
                     res = self.policies[ri].take(self.views[ri], False)  # type: ignore[arg-type]
@@ -489,7 +491,7 @@ class Job:
                 if res is None:
                     return None
                 self.seq += 1
-                act = Activation(ri, res[0], res[1], 0, self.seq)
+                act = new_activation(ri, res[0], res[1], 0, self.seq)
             if self.durable is not None:
                 self.durable.claim(act)  # the input payloads' sequence numbers
             if self.blocked_producers:
@@ -602,8 +604,8 @@ class Job:
                         q = self.queues[qi]
                         if q:
                             self.seq = seq = self.seq + 1
-                            nxt = Activation(ri, {fslot: [q.popleft()]}, _IMMEDIATE_MESSAGE,
-                                             0, seq)
+                            nxt = new_activation(ri, {fslot: [q.popleft()]},
+                                                 _IMMEDIATE_MESSAGE, 0, seq)
                             if durable is not None:
                                 durable.claim(nxt)
                             if self.blocked_producers:
