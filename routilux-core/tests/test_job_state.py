@@ -495,3 +495,12 @@ class TestExecConstructor:
         for s in (fast_s, slow_s):
             s.record(0.5)
         assert fast_s.to_dict() == slow_s.to_dict()
+
+    def test_context_factory_sets_every_slot_as_init(self) -> None:
+        from routilux._context import ActivationContext, new_context
+
+        job, routine = object(), object()
+        fast = new_context(job, 4, routine)  # type: ignore[arg-type]
+        slow = ActivationContext(job, 4, routine)  # type: ignore[arg-type]
+        for name in ActivationContext.__slots__:
+            assert getattr(fast, name) is getattr(slow, name), name

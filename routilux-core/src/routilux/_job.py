@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._activation import Activation, YieldingLock, new_activation, new_stats
 from ._async import NotifyingCondition
-from ._context import CURRENT, ActivationContext
+from ._context import CURRENT, ActivationContext, new_context
 from .activation_policies import _IMMEDIATE_MESSAGE, PolicyView
 from .error_handling import ErrorStrategy, Failure
 from .errors import (
@@ -546,7 +546,7 @@ class Job:
         stats = self.stats[ri]
         epoch = self.epoch
         durable = self.durable
-        ctx = ActivationContext(self, ri, routine)
+        ctx = new_context(self, ri, routine)
         remote = self.runtime._remote  # None: logic runs here (the thread pool's fast path)
         token = CURRENT.set(ctx)
         ran = 0
