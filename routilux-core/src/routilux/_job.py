@@ -45,6 +45,8 @@ from .tracking._hub import _DEPTH_EVERY
 from .tracking._wire import K_EMITTED, K_FINISHED
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from ._durable import DurableJob
     from ._plan import FlowPlan, Target
     from ._timers import TimerHandle
@@ -297,7 +299,13 @@ class Job:
                     self._spawn_locked(ri, act)
             fastq = self.fastq
             queues = self.queues
-            for ri in range(len(self.tasks)):
+            # With no payload left queued (delivering the entry started its routines) and no
+            # retry ready, only the routines with a policy can start anything: skip the rest.
+            if self.retry_ready is None and not any(queues):
+                candidates: Iterable[int] = self.plan.policy_routines
+            else:
+                candidates = range(len(self.tasks))
+            for ri in candidates:
                 qi = fastq[ri]
                 if qi >= 0 and not queues[qi] and self.retry_ready is None:
                     continue  # nothing to take: the immediate policy on an empty slot
