@@ -626,7 +626,15 @@ class Job:
                     if nxt is None:
                         if fin:
                             tracker.finished(act, t1, t1 - t0)  # type: ignore[union-attr]
-                        self._task_end_locked(ri)
+                        # ``_task_end_locked(ri)``, inlined for a job still running
+                        if self.stopped or self.paused:
+                            self._task_end_locked(ri)
+                            return
+                        self.tasks[ri] -= 1
+                        self.ntasks -= 1
+                        self.outstanding -= 1
+                        if self.outstanding == 0:
+                            self._quiescent_locked()
                         return
                     ran += 1
                     if ran >= _FAIRNESS:
