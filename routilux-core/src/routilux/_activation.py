@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from ._timers import TimerHandle
 
-__all__ = ["Activation", "RoutineStats", "YieldingLock", "new_activation", "new_stats"]
+__all__ = ["Activation", "RoutineStats", "YieldingLock", "new_activation"]
 
 _DURATION_SAMPLES = 1024
 """Most recent activation durations kept per job and routine (for percentiles)."""
@@ -206,16 +206,3 @@ class RoutineStats:
             },
         }
 
-
-def new_stats() -> RoutineStats:
-    """``RoutineStats()`` for ``Job.__init__`` (one per routine of every job), made as
-    :func:`new_activation` makes activations; a test compares the two."""
-    s: RoutineStats = _object_new(RoutineStats)
-    s.activations = s.errors = s.retries = s.skipped = s.timeouts = 0
-    s.payloads_in = s.payloads_out = 0
-    s.total = 0.0
-    s.min = _INF
-    s.max = 0.0
-    s._samples = None
-    s.dpos = 0
-    return s

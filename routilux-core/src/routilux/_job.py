@@ -109,7 +109,7 @@ class Job:
         self.retry_waiting: set[Activation] = _NOTHING  # type: ignore[assignment]
         self.executing: set[Activation] = set()
         self.policy_timers: list[TimerHandle | None] | None = None
-        self.stats = [new_stats() for _ in range(n)]
+        self.stats = [RoutineStats() for _ in range(n)]
         self.timers = runtime._timers
         # A single-slot routine with the immediate policy takes straight from its queue
         # (fastq[ri] is that queue's index, else -1) and gets a PolicyView only if asked.
