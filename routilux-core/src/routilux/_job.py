@@ -25,7 +25,7 @@ from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from ._activation import Activation, YieldingLock, new_activation, new_stats
+from ._activation import Activation, RoutineStats, YieldingLock, new_activation
 from ._async import NotifyingCondition
 from ._context import CURRENT, ActivationContext, new_context
 from .activation_policies import _IMMEDIATE_MESSAGE, PolicyView
