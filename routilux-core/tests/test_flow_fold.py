@@ -1,10 +1,9 @@
 """Folding forgotten jobs into a flow's statistics (``ExecutionTracker``).
 
-The runtime folds every job it forgets into its flow's tracker in batches
-(``ExecutionTracker.add_job`` keeps the job's counters aside; a full batch or a snapshot folds
-them in one pass). These check, on random jobs, that the totals are exactly those of adding
-every job one by one: the same counters, the same float sums (same order), the same duration
-window, the same job count, times and statuses.
+The runtime folds every job it forgets into its flow's tracker with ``add_job`` (written out
+for speed); a snapshot folds the jobs still held with ``_fold_locked``. These check, on random
+jobs, that the two give exactly the same totals, which are those of adding every job: the
+same counters, float sums (same order), duration window, job count, times and statuses.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from routilux import Flow, JobStatus, Routine, Runtime
 from routilux._activation import RoutineStats
 from routilux.monitoring.flow_registry import FlowRegistry
 from routilux.tracking import ExecutionTracker
-from routilux.tracking import metrics as metrics_module
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -74,34 +72,28 @@ def jobs(draw: st.DrawFn) -> FakeJob:
 
 
 def one_by_one(flow: str, js: list[FakeJob], samples: int) -> dict[str, Any]:
-    """The reference: each job added on its own with ``_Totals.add`` (what a snapshot does
-    for the jobs still held, and what the runtime did per forgotten job before batching)."""
+    """The reference: the jobs folded as a snapshot folds the jobs still held."""
     t = ExecutionTracker(flow, samples=samples)
     return t.snapshot(js)
 
 
-class TestBatchedFold:
+class TestFold:
     @settings(max_examples=50, deadline=None)
-    @given(st.lists(jobs(), max_size=2 * metrics_module._FOLD_BATCH + 8),
-           st.sampled_from([4, 50, 1024]))
+    @given(st.lists(jobs(), max_size=60), st.sampled_from([4, 50, 1024]))
     def test_folded_totals_equal_folding_each_job(self, js: list[FakeJob], samples: int) -> None:
         folded = ExecutionTracker("f", samples=samples)
         for job in js:
             folded.add_job(job)  # type: ignore[arg-type]
-            assert len(folded._pending) < metrics_module._FOLD_BATCH
         assert folded.snapshot([]) == one_by_one("f", js, samples)
 
     @settings(max_examples=25, deadline=None)
     @given(st.lists(jobs(), min_size=1, max_size=50), st.integers(0, 50))
-    def test_snapshot_between_folds(self, js: list[FakeJob], cut: int) -> None:
-        """A snapshot in the middle (which folds the pending jobs early) changes nothing."""
+    def test_forgotten_and_held_jobs_add_up(self, js: list[FakeJob], cut: int) -> None:
+        """Some jobs forgotten (folded), the rest still held: the snapshot is the same."""
         folded = ExecutionTracker("f")
         for job in js[:cut]:
             folded.add_job(job)  # type: ignore[arg-type]
-        assert folded.snapshot([]) == one_by_one("f", js[:cut], 1024)
-        for job in js[cut:]:
-            folded.add_job(job)  # type: ignore[arg-type]
-        assert folded.snapshot([]) == one_by_one("f", js, 1024)
+        assert folded.snapshot(js[cut:]) == one_by_one("f", js, 1024)
 
     def test_counters_are_the_sums(self) -> None:
         js = []
@@ -140,18 +132,18 @@ class Node(Routine):
 
 
 def test_runtime_flow_metrics_count_every_job_once() -> None:
-    """Jobs forgotten beyond ``max_finished_jobs`` (folded in batches) and jobs still held add
-    up to every job run, whatever the batch boundaries."""
+    """Jobs forgotten beyond ``max_finished_jobs`` (folded) and jobs still held add up to
+    every job run."""
     flow = Flow(flow_id="fold")
     flow.add_routine(Node(), "a")
     flow.add_routine(Node(), "b")
     flow.connect("a", "out", "b", "in")
-    n = 3 * metrics_module._FOLD_BATCH + 5
+    n = 101
     with Runtime(thread_pool_size=2, flow_registry=FlowRegistry(), max_finished_jobs=7) as rt:
         for i in range(n):
             js = rt.exec(flow, entry_params={"i": i})
             assert rt.wait_job(js.job_id, 10)
-            if i % 29 == 0:  # snapshots at arbitrary points fold early; totals stay exact
+            if i % 29 == 0:
                 assert rt.get_flow_metrics("fold")["jobs"]["total"] == i + 1
         m = rt.get_flow_metrics("fold")
     assert m["jobs"] == {"total": n, "completed": n}

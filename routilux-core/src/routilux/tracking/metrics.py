@@ -11,13 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
-from array import array
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterable
-from datetime import datetime
-from functools import partial, reduce
-from itertools import chain, repeat
-from operator import add, attrgetter, itemgetter, sub
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -28,29 +23,6 @@ __all__ = ["DEFAULT_DURATION_SAMPLES", "ExecutionTracker", "job_metrics"]
 
 DEFAULT_DURATION_SAMPLES = 1024
 """Durations kept per routine of a flow for its percentiles (the most recent ones)."""
-
-_FOLD_BATCH = 32
-"""Forgotten jobs an :class:`ExecutionTracker` holds before folding them in one pass."""
-
-# Readers of a RoutineStats for the batched fold (C-level: no Python frame per job).
-_ACTIVATIONS = attrgetter("activations")
-_ERRORS = attrgetter("errors")
-_RETRIES = attrgetter("retries")
-_SKIPPED = attrgetter("skipped")
-_TIMEOUTS = attrgetter("timeouts")
-_PAYLOADS_IN = attrgetter("payloads_in")
-_PAYLOADS_OUT = attrgetter("payloads_out")
-_TOTAL = attrgetter("total")
-_MIN = attrgetter("min")
-_MAX = attrgetter("max")
-_SAMPLES = attrgetter("_samples")
-_RIDS = itemgetter(0)
-_STATS = itemgetter(1)
-_STATUS = itemgetter(2)
-_START = itemgetter(3)
-_END = itemgetter(4)
-_timestamp = datetime.timestamp
-_doubles = partial(array, "d")
 
 
 def _pct(samples: list[float], p: float) -> float:
@@ -157,25 +129,6 @@ class _Totals:
                 self.max = s.max
         s.samples_into(self.samples)  # one C-level copy: a live job's record cannot interleave
 
-    def add_all(self, col: list[RoutineStats]) -> None:
-        """``add`` each of ``col`` in order, with the same result (the float sums are added
-        one by one in the same order, not with ``sum``, whose rounding differs on newer
-        Pythons), each quantity in one C-level pass over ``col``."""
-        self.activations += sum(map(_ACTIVATIONS, col))
-        self.errors += sum(map(_ERRORS, col))
-        self.retries += sum(map(_RETRIES, col))
-        self.skipped += sum(map(_SKIPPED, col))
-        self.timeouts += sum(map(_TIMEOUTS, col))
-        self.payloads_in += sum(map(_PAYLOADS_IN, col))
-        self.payloads_out += sum(map(_PAYLOADS_OUT, col))
-        self.total = reduce(add, map(_TOTAL, col), self.total)
-        # (a routine without activations has min = inf and max = 0.0: neither changes these)
-        self.min = min(self.min, *map(_MIN, col))
-        self.max = max(self.max, *map(_MAX, col))
-        # (one array per ring, as ``samples_into`` makes: copied while holding the GIL, so
-        # a late ``record`` of a failed job's still-running activation cannot interleave)
-        self.samples.extend(chain.from_iterable(map(_doubles, filter(None, map(_SAMPLES, col)))))
-
     def merged(self, other: _Totals | None) -> _Totals:
         if other is None:
             return self
@@ -239,8 +192,6 @@ class ExecutionTracker:
         self._elapsed = 0.0
         self._first: float | None = None
         self._last: float | None = None
-        # Forgotten jobs not folded yet: (routine ids, stats, status, start, end).
-        self._pending: list[tuple[tuple[str, ...], list[RoutineStats], str, Any, Any]] = []
 
     def _fold_locked(self, job: Job, into: dict[str, _Totals], statuses: dict[str, int]) -> float:
         for rid, stats in zip(job.plan.routine_ids, job.stats, strict=True):
@@ -255,54 +206,30 @@ class ExecutionTracker:
     def add_job(self, job: Job) -> None:
         """Fold a finished job's counters in (the runtime does this when it forgets a job).
 
-        The job's counters are kept aside and folded with up to ``_FOLD_BATCH - 1`` others in
-        one pass (or at the next :meth:`snapshot`), each quantity over the batch in one C-level
-        pass: the totals are exactly those of folding the jobs one by one, in order. Only the
-        job's per-routine stats are kept that long, not the job.
+        The same as ``_fold_locked`` plus the job's times, written out: every job the runtime
+        forgets comes here (one frame, each timestamp computed once), and a snapshot of the
+        held jobs gives exactly the same totals (tests/test_flow_fold.py).
         """
         state = job.state
+        start = (state.started_at or state.created_at).timestamp()
         end = state.finished_at
-        # (``_value_``: ``.value`` is a Python-level enum property)
-        item = (job.plan.routine_ids, job.stats, state.status._value_,
-                state.started_at or state.created_at,
-                end if end is not None else time.time())
+        stop = end.timestamp() if end is not None else time.time()
+        status = state.status._value_  # (``.value`` is a Python-level enum property)
         with self._lock:
-            pending = self._pending
-            pending.append(item)
-            if len(pending) >= _FOLD_BATCH:
-                self._flush_locked()
-
-    def _flush_locked(self) -> None:
-        """Fold the pending forgotten jobs in (tracker lock held)."""
-        pending = self._pending
-        if not pending:
-            return
-        self._pending = []
-        routines = self._routines
-        i, n = 0, len(pending)
-        while i < n:  # runs of jobs with the same routines (one plan, usually all of them)
-            rids = pending[i][0]
-            j = i + 1
-            while j < n and pending[j][0] == rids:
-                j += 1
-            stats = list(map(_STATS, pending[i:j]))
-            for k, rid in enumerate(rids):
+            routines = self._routines
+            for rid, stats in zip(job.plan.routine_ids, job.stats, strict=True):
                 t = routines.get(rid)
                 if t is None:
                     t = routines[rid] = _Totals(self.samples)
-                t.add_all(list(map(itemgetter(k), stats)))
-            i = j
-        statuses = self._statuses
-        for status, count in Counter(map(_STATUS, pending)).items():
-            statuses[status] = statuses.get(status, 0) + count
-        self._jobs += n
-        starts = list(map(_timestamp, map(_START, pending)))
-        ends = [e if type(e) is float else _timestamp(e) for e in map(_END, pending)]
-        # ``_elapsed`` of each job, added in order
-        self._elapsed = reduce(add, map(max, repeat(0.0), map(sub, ends, starts)), self._elapsed)
-        first, last = min(starts), max(ends)
-        self._first = first if self._first is None else min(self._first, first)
-        self._last = last if self._last is None else max(self._last, last)
+                t.add(stats)
+            statuses = self._statuses
+            statuses[status] = statuses.get(status, 0) + 1
+            self._jobs += 1
+            self._elapsed += max(0.0, stop - start)
+            if self._first is None or start < self._first:
+                self._first = start
+            if self._last is None or stop > self._last:
+                self._last = stop
 
     def snapshot(self, jobs: Iterable[Job] = ()) -> dict[str, Any]:
         """Totals of the folded jobs plus ``jobs`` (those still held by the runtime).
@@ -325,7 +252,6 @@ class ExecutionTracker:
             first = start if first is None else min(first, start)
             last = end if last is None else max(last, end)
         with self._lock:
-            self._flush_locked()
             names = list(dict.fromkeys([*self._routines, *live]))
             routines = {}
             for rid in names:
