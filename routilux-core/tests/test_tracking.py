@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -251,10 +252,45 @@ class TestRecords:
         recs = memory.records(state.job_id)
         [failed] = [r for r in recs if r.kind == "activation.failed"]
         assert (failed.routine, failed.stopped, failed.error_type) == ("b", True, "ValueError")
-        assert recs[-1].kind == "job.finished"
-        assert (recs[-1].status, recs[-1].error_type, recs[-1].error_routine) == (
-            "failed", "ValueError", "b",
-        )
+        [end] = [r for r in recs if r.kind == "job.finished"]
+        assert (end.status, end.error_type, end.error_routine) == ("failed", "ValueError", "b")
+        # "a" may still be finishing on another worker when "b" stops the job: its end is then
+        # recorded after job.finished (docs/tracking.md), and nothing else is.
+        after = recs[recs.index(end) + 1 :]
+        assert all(r.kind == "activation.finished" and r.routine == "a" for r in after)
+        assert by_routine(recs, "a") == ["activation.started", "payload.emitted",
+                                         "activation.finished"]
+
+    def test_an_activation_running_when_the_job_stops_records_its_end_after_it(
+        self, rt: Runtime, memory: InMemorySink
+    ) -> None:
+        release = threading.Event()
+
+        def slow(routine: Routine, sd: Any, pm: Any, js: Any) -> None:
+            assert release.wait(10)
+            routine.emit("output", v=1)  # discarded: the job has stopped
+
+        def failing(routine: Routine, sd: Any, pm: Any, js: Any) -> None:
+            raise ValueError("stop")
+
+        flow = Flow(flow_id="late")
+        flow.add_routine(build_routine(slow, slots=()), "slow")
+        flow.add_routine(build_routine(failing, slots=()), "bad")
+        state = rt.exec(flow)
+        deadline = time.monotonic() + 10
+        while state.status is not JobStatus.FAILED and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert state.status is JobStatus.FAILED
+        release.set()
+        assert rt.wait_job(state.job_id, 10)
+        assert rt.tracking.flush(10)
+        recs = memory.records(state.job_id)
+        end = next(i for i, r in enumerate(recs) if r.kind == "job.finished")
+        assert recs[end].status == "failed" and recs[end].error_routine == "bad"
+        assert [(r.kind, getattr(r, "routine", None)) for r in recs[end + 1 :]] == [
+            ("payload.dropped", "slow"), ("activation.finished", "slow"),
+        ]
+        assert [r.seq for r in recs] == list(range(1, len(recs) + 1))
 
     def test_continue_records_a_failure_that_does_not_stop(
         self, rt: Runtime, memory: InMemorySink

@@ -65,7 +65,7 @@ class Job:
     __slots__ = (
         "_cond", "aio", "blocked_producers", "caps", "completing", "durable", "epoch",
         "executing", "fastq", "flow_name", "hot", "job_id", "job_timer", "keep_open", "lock",
-        "maxc", "ntasks", "outstanding", "pause_reason", "paused", "plan", "policies",
+        "maxc", "ntasks", "outstanding", "owed", "pause_reason", "paused", "plan", "policies",
         "policy_timers", "queues",
         "restored_retries", "retry_ready", "retry_waiting", "routes", "runtime", "seq",
         "settled", "state", "stats", "stopped", "tasks", "timeout", "timers", "tracker", "views",
@@ -111,6 +111,9 @@ class Job:
                 self.views[ri] = self._make_view(ri)
         self.outstanding = 0
         self.ntasks = 0
+        # Workers owed to the pool for tasks queued while ``Runtime.exec`` starts this job
+        # and the pool is still growing (``Runtime._submit``); -1: a task grows it at once.
+        self.owed = -1
         self.seq = state.activation_seq
         self.paused = False
         self.pause_reason = ""
