@@ -39,7 +39,7 @@ from .errors import (
 from .job_state import ExecutionRecord, JobState, JobStatus
 from .slot import Overflow
 from .tracking._hub import _DEPTH_EVERY
-from .tracking._wire import K_EMITTED, K_FINISHED
+from .tracking._wire import K_EMITTED, K_FIN_T0
 
 if TYPE_CHECKING:
     from ._durable import DurableJob
@@ -479,6 +479,8 @@ class Job:
                     return
                 if tracker is not None:
                     tracker.started(act)
+                    # the slot of a fast routine (its only one), for the inlined pair below
+                    s0 = self.plan.slot_names[ri][0] if self.fastq[ri] >= 0 else None
         plan = self.plan
         logic = plan.logics[ri]
         state = self.state
@@ -569,21 +571,24 @@ class Job:
                             tracker.started(nxt)
                         else:
                             # JobTracker.finished_started, inlined (keep the two alike): the
-                            # finished record and nxt's started record in one append.
+                            # finished record and nxt's started record in one append. A fast
+                            # routine has one slot (s0), so nxt's input is one payload on it;
+                            # the record carries t0 (the reader subtracts) and the started
+                            # half's seq is implied (see tracking/_wire.py).
                             try:
-                                ((slot, (tp,)),) = nxt.slot_data.items()
-                            except ValueError:  # not one payload on one slot
-                                slot = None
-                            buf = tracker.buf
-                            if slot is None or len(buf) >= tracker.half:
+                                (tp,) = nxt.slot_data[s0]
+                            except (KeyError, ValueError):  # not one payload on s0
                                 tracker.finished_started(act, t1, t1 - t0, nxt)
                             else:
-                                tseq = tracker.seq
-                                tracker.seq = tseq + 2
-                                tok = tracker.tok
-                                buf += (K_FINISHED, tok, tseq + 1, t1, ri, act.seq, act.attempt,
-                                        t1 - t0, slot, tok, tseq + 2, t1, ri, nxt.seq,
-                                        nxt.attempt, id(tp))
+                                buf = tracker.buf
+                                if len(buf) < tracker.half:
+                                    tracker.seq = tseq = tracker.seq + 2
+                                    tok = tracker.tok
+                                    buf += (K_FIN_T0, tok, tseq, t1, ri, act.seq, act.attempt,
+                                            t0, s0, tok, None, t1, ri, nxt.seq, nxt.attempt,
+                                            id(tp))
+                                else:
+                                    tracker.finished_started(act, t1, t1 - t0, nxt)
                     act = nxt
                 finally:
                     raw.release()

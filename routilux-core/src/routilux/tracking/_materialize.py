@@ -15,6 +15,7 @@ from ._wire import (
     K_EMITTED,
     K_ENQUEUED,
     K_FAILED,
+    K_FIN_T0,
     K_FINISHED,
     K_JOB_FINISHED,
     K_JOB_STARTED,
@@ -58,9 +59,16 @@ def decode(chunk: Sequence[Any], infos: dict[int, JobInfo]) -> list[tuple[Any, .
     out: list[tuple[Any, ...]] = []
     append = out.append
     it = iter(chunk)
+    last = 0
     for k, tok, seq, t, a, b, c, d in zip(it, it, it, it, it, it, it, it, strict=True):
         if not isinstance(k, int):  # started, one payload on slot k (a name, see _wire)
-            append((K_STARTED, tok, seq, t, a, b, c, (k, 1, d)))
+            # seq None: the second half of a K_FIN_T0 pair (one append, so never split)
+            append((K_STARTED, tok, last if seq is None else seq, t, a, b, c, (k, 1, d)))
+            continue
+        if k == K_FIN_T0:  # finished at t, started at d; seq is the next record's
+            last = seq
+            if tok in infos:
+                append((K_FINISHED, tok, seq - 1, t, a, b, c, t - d))
             continue
         if k == K_OBJ:
             append(tok)

@@ -7,8 +7,12 @@ collector tracks is kept per record; ints, floats and strings are not tracked). 
 kind (the first item)::
 
     K_STARTED   tok seq t ri aseq attempt None        (no input)
-    <slot: str> tok seq t ri aseq attempt id(payload) (started, one payload on ``slot``)
+    <slot: str> tok seq t ri aseq attempt id(payload) (started, one payload on ``slot``;
+                                                     seq None: the one written just before)
     K_FINISHED  tok seq t ri aseq attempt duration
+    K_FIN_T0    tok seq+1 t ri aseq attempt t0        (finished at t, started at t0; always
+                                                     followed, in the same append, by the
+                                                     started record ``seq+1`` with seq None)
     K_EMITTED   tok seq t ri aseq event   id(payload)
     K_ENQUEUED  tok seq t source id(payload) ri qi      (ri, qi: -1 for the entry)
     K_DROPPED   tok seq t id(payload)|None ri qi|None event|None
@@ -48,6 +52,7 @@ K_ENQUEUED = 11
 K_DROPPED = 12
 K_DEPTH = 13
 K_OBJ = 14  # the record is the tuple in the next item
+K_FIN_T0 = 15
 
 class JobInfo:
     """What records need to know about a job (kept by the hub and by lazy sinks)."""
