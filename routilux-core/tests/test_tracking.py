@@ -279,6 +279,10 @@ class TestRecords:
         started = [r for r in b if r.kind == "activation.started"]
         finished = [r for r in b if r.kind == "activation.finished"]
         assert [r.activation for r in started] == [r.activation for r in finished]
+        # b's pairs travelled as one raw record each; every counter still counts records
+        assert memory.received == len(memory.records()) == len(recs)
+        assert rt.tracking.stats()["delivered"] == len(recs)
+        assert rt.get_job_metrics(state.job_id)["tracking"]["records"] == len(recs)
         assert len({r.activation for r in started}) == 5
         assert all(r.inputs == {"input": 1} for r in started + finished)
         assert all(r.sources == (("a", started[0].sources[0][1]),) for r in started)
