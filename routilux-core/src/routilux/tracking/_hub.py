@@ -185,7 +185,9 @@ class JobTracker:
         """``finished(act, t1, duration)`` then ``started(nxt)``, in one append when ``nxt``
         has one payload on one slot (the common case of a routine draining its queue). The
         started record then shares the finished record's time ``t1``: ``nxt`` was taken
-        under the same hold of the job lock, microseconds later."""
+        under the same hold of the job lock, microseconds later. ``Job.run_task`` writes the
+        commonest case itself, as one ``K_PAIR`` raw record (a fast routine, first attempts:
+        the same two records), and calls this method for the others."""
         try:
             ((slot, (payload,)),) = nxt.slot_data.items()
         except ValueError:  # not one payload on one slot

@@ -67,6 +67,7 @@ def records(items: Sequence[Any]) -> int:
     and count, about 35 instructions per raw record."""
     return len(items) // W + items[0::W].count(K_PAIR)
 
+
 class JobInfo:
     """What records need to know about a job (kept by the hub and by lazy sinks)."""
 
