@@ -319,6 +319,42 @@ class TestRecords:
         assert starts[1].sources == starts[0].sources == (("a", starts[0].sources[0][1]),)
         assert rt.get_job_metrics(state.job_id)["routines"]["b"]["retries"] == 2
 
+    def test_a_retry_inside_a_drained_queue_keeps_every_record(
+        self, rt: Runtime, memory: InMemorySink
+    ) -> None:
+        # b drains a queue of five payloads while its first activation is retried: the pairs
+        # around the retry (a retry is not a first attempt) are written as two records each.
+        def fan(routine: Routine, slot_data: Any, pm: Any, js: Any) -> None:
+            for i in range(5):
+                routine.emit("output", i=i)
+
+        flaky = Flaky(fails=1)
+
+        def b_logic(routine: Routine, slot_data: Any, pm: Any, js: Any) -> None:
+            if flaky.calls == 1:  # the second call: give the retry's 0 s timer time to fire,
+                threading.Event().wait(0.05)  # so the task takes the retry from its loop
+            flaky(routine, slot_data, pm, js)
+
+        flow = chain("a", "b", logic={"a": fan, "b": b_logic})
+        flow.get_routine("b").set_error_handler(
+            ErrorHandler(strategy=ErrorStrategy.RETRY, max_retries=3, retry_delay=0.0)
+        )
+        state = run(rt, flow)
+        recs = memory.records(state.job_id)
+        assert [r.seq for r in recs] == list(range(1, len(recs) + 1))
+        b = [r for r in recs if getattr(r, "routine", None) == "b"]
+        ends = {(r.activation, r.attempt): r.kind for r in b
+                if r.kind in ("activation.finished", "activation.retried")}
+        starts = [(r.activation, r.attempt) for r in b if r.kind == "activation.started"]
+        assert sorted(starts) == sorted(ends)
+        assert sorted(ends.values()).count("activation.retried") == 1
+        assert sorted(ends.values()).count("activation.finished") == 5
+        emitted = {r.payload for r in recs if r.kind == "payload.emitted" and r.routine == "a"}
+        consumed = [p for r in b if r.kind == "activation.started" and r.attempt == 0
+                    for p in r.payloads["input"]]
+        assert sorted(consumed) == sorted(emitted)
+        assert memory.received == len(recs) == rt.tracking.stats()["delivered"]
+
     def test_skip(self, rt: Runtime, memory: InMemorySink) -> None:
         flow = chain("a", "b", "c", logic={"b": Flaky(fails=1)})
         flow.get_routine("b").set_error_handler(ErrorHandler(strategy=ErrorStrategy.SKIP))
