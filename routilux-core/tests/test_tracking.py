@@ -11,12 +11,15 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from routilux import (
     ErrorHandler,
     ErrorStrategy,
@@ -144,6 +147,85 @@ class TestWithoutSinks:
         assert before._live.tracker is None
 
 
+# -- the record stream under concurrency (property) ---------------------------------------------
+
+
+class _Keep:
+    """A plain (eager) sink: the hub decodes and builds every record for it."""
+
+    def __init__(self) -> None:
+        self.records: list[TrackingRecord] = []
+
+    def write(self, records: Sequence[TrackingRecord]) -> None:
+        self.records.extend(records)
+
+
+class TestStreamProperty:
+    @settings(max_examples=25, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        hops=st.integers(min_value=1, max_value=4),
+        payloads=st.integers(min_value=1, max_value=40),
+        jobs=st.integers(min_value=1, max_value=3),
+        flush=st.sampled_from([0.0005, 0.002, 0.05]),
+    )
+    def test_every_job_gets_a_gapless_complete_stream_with_exact_lineage(
+        self, registry: FlowRegistry, hops: int, payloads: int, jobs: int, flush: float
+    ) -> None:
+        """Jobs streaming payloads through a chain (routines draining their queues write the
+        finished record and the next started record as one pair, with the started half's
+        ``seq`` implied) while the drain thread cuts the queue at arbitrary points: for each
+        job, in both the eager sink (records built on the tracking thread) and the in-memory
+        sink (built on read), ``seq`` runs 1..n without a gap, every activation is started
+        then finished with a non-negative duration, and every payload is consumed exactly once,
+        by the next routine, from the emit that produced it."""
+
+        def source(routine: Routine, slot_data: Any, pm: Any, js: Any) -> None:
+            for i in range(payloads):
+                routine.emit("output", i=i)
+
+        ids = [f"r{k}" for k in range(hops + 1)]
+        flow = chain(*ids, logic={"r0": source})
+        memory, eager = InMemorySink(), _Keep()
+        rt = Runtime(thread_pool_size=4, flow_registry=registry,
+                     tracking_sinks=[memory, eager])
+        rt.tracking.flush_interval = flush  # the drain thread reads it every round
+        try:
+            states = [rt.exec(flow, {"v": j}) for j in range(jobs)]
+            assert all(rt.wait_job(s.job_id, WAIT) for s in states)
+            assert rt.tracking.flush(WAIT)
+            assert rt.tracking.dropped == 0
+            for state in states:
+                lazy = memory.records(state.job_id)
+                built = [r for r in eager.records if r.job_id == state.job_id]
+                assert [r.to_dict(timing=True) for r in lazy] == [
+                    r.to_dict(timing=True) for r in built
+                ]
+                assert [r.seq for r in lazy] == list(range(1, len(lazy) + 1))
+                started = {(r.routine, r.activation): r for r in lazy
+                           if r.kind == "activation.started"}
+                finished = {(r.routine, r.activation): r for r in lazy
+                            if r.kind == "activation.finished"}
+                assert started.keys() == finished.keys()
+                assert all(finished[k].seq > started[k].seq for k in started)
+                assert all(r.duration >= 0 for r in finished.values())
+                assert len(finished) == 1 + payloads * hops
+                emitted = {r.payload: r for r in lazy if r.kind == "payload.emitted"}
+                consumed = [pid for r in started.values() if r.routine != "r0"
+                            for pid in r.payloads["input"]]
+                assert len(consumed) == len(set(consumed)) == payloads * hops
+                for r in started.values():
+                    if r.routine == "r0":
+                        continue
+                    [pid] = r.payloads["input"]
+                    producer = emitted[pid]
+                    assert producer.seq < r.seq
+                    assert ids.index(producer.routine) == ids.index(r.routine) - 1
+                    assert r.sources == ((producer.routine, producer.activation),)
+        finally:
+            rt.shutdown(timeout=10)
+
+
 # -- records of one job ------------------------------------------------------------------------
 
 
@@ -198,6 +280,10 @@ class TestRecords:
         started = [r for r in b if r.kind == "activation.started"]
         finished = [r for r in b if r.kind == "activation.finished"]
         assert [r.activation for r in started] == [r.activation for r in finished]
+        # b's pairs travelled as one raw record each; every counter still counts records
+        assert memory.received == len(memory.records()) == len(recs)
+        assert rt.tracking.stats()["delivered"] == len(recs)
+        assert rt.get_job_metrics(state.job_id)["tracking"]["records"] == len(recs)
         assert len({r.activation for r in started}) == 5
         assert all(r.inputs == {"input": 1} for r in started + finished)
         assert all(r.sources == (("a", started[0].sources[0][1]),) for r in started)
@@ -234,6 +320,42 @@ class TestRecords:
         assert starts[1].sources == starts[0].sources == (("a", starts[0].sources[0][1]),)
         assert rt.get_job_metrics(state.job_id)["routines"]["b"]["retries"] == 2
 
+    def test_a_retry_inside_a_drained_queue_keeps_every_record(
+        self, rt: Runtime, memory: InMemorySink
+    ) -> None:
+        # b drains a queue of five payloads while its first activation is retried: the pairs
+        # around the retry (a retry is not a first attempt) are written as two records each.
+        def fan(routine: Routine, slot_data: Any, pm: Any, js: Any) -> None:
+            for i in range(5):
+                routine.emit("output", i=i)
+
+        flaky = Flaky(fails=1)
+
+        def b_logic(routine: Routine, slot_data: Any, pm: Any, js: Any) -> None:
+            if flaky.calls == 1:  # the second call: give the retry's 0 s timer time to fire,
+                threading.Event().wait(0.05)  # so the task takes the retry from its loop
+            flaky(routine, slot_data, pm, js)
+
+        flow = chain("a", "b", logic={"a": fan, "b": b_logic})
+        flow.get_routine("b").set_error_handler(
+            ErrorHandler(strategy=ErrorStrategy.RETRY, max_retries=3, retry_delay=0.0)
+        )
+        state = run(rt, flow)
+        recs = memory.records(state.job_id)
+        assert [r.seq for r in recs] == list(range(1, len(recs) + 1))
+        b = [r for r in recs if getattr(r, "routine", None) == "b"]
+        ends = {(r.activation, r.attempt): r.kind for r in b
+                if r.kind in ("activation.finished", "activation.retried")}
+        starts = [(r.activation, r.attempt) for r in b if r.kind == "activation.started"]
+        assert sorted(starts) == sorted(ends)
+        assert sorted(ends.values()).count("activation.retried") == 1
+        assert sorted(ends.values()).count("activation.finished") == 5
+        emitted = {r.payload for r in recs if r.kind == "payload.emitted" and r.routine == "a"}
+        consumed = [p for r in b if r.kind == "activation.started" and r.attempt == 0
+                    for p in r.payloads["input"]]
+        assert sorted(consumed) == sorted(emitted)
+        assert memory.received == len(recs) == rt.tracking.stats()["delivered"]
+
     def test_skip(self, rt: Runtime, memory: InMemorySink) -> None:
         flow = chain("a", "b", "c", logic={"b": Flaky(fails=1)})
         flow.get_routine("b").set_error_handler(ErrorHandler(strategy=ErrorStrategy.SKIP))
@@ -251,10 +373,45 @@ class TestRecords:
         recs = memory.records(state.job_id)
         [failed] = [r for r in recs if r.kind == "activation.failed"]
         assert (failed.routine, failed.stopped, failed.error_type) == ("b", True, "ValueError")
-        assert recs[-1].kind == "job.finished"
-        assert (recs[-1].status, recs[-1].error_type, recs[-1].error_routine) == (
-            "failed", "ValueError", "b",
-        )
+        [end] = [r for r in recs if r.kind == "job.finished"]
+        assert (end.status, end.error_type, end.error_routine) == ("failed", "ValueError", "b")
+        # "a" may still be finishing on another worker when "b" stops the job: its end is then
+        # recorded after job.finished (docs/tracking.md), and nothing else is.
+        after = recs[recs.index(end) + 1 :]
+        assert all(r.kind == "activation.finished" and r.routine == "a" for r in after)
+        assert by_routine(recs, "a") == ["activation.started", "payload.emitted",
+                                         "activation.finished"]
+
+    def test_an_activation_running_when_the_job_stops_records_its_end_after_it(
+        self, rt: Runtime, memory: InMemorySink
+    ) -> None:
+        release = threading.Event()
+
+        def slow(routine: Routine, sd: Any, pm: Any, js: Any) -> None:
+            assert release.wait(10)
+            routine.emit("output", v=1)  # discarded: the job has stopped
+
+        def failing(routine: Routine, sd: Any, pm: Any, js: Any) -> None:
+            raise ValueError("stop")
+
+        flow = Flow(flow_id="late")
+        flow.add_routine(build_routine(slow, slots=()), "slow")
+        flow.add_routine(build_routine(failing, slots=()), "bad")
+        state = rt.exec(flow)
+        deadline = time.monotonic() + 10
+        while state.status is not JobStatus.FAILED and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert state.status is JobStatus.FAILED
+        release.set()
+        assert rt.wait_job(state.job_id, 10)
+        assert rt.tracking.flush(10)
+        recs = memory.records(state.job_id)
+        end = next(i for i, r in enumerate(recs) if r.kind == "job.finished")
+        assert recs[end].status == "failed" and recs[end].error_routine == "bad"
+        assert [(r.kind, getattr(r, "routine", None)) for r in recs[end + 1 :]] == [
+            ("payload.dropped", "slow"), ("activation.finished", "slow"),
+        ]
+        assert [r.seq for r in recs] == list(range(1, len(recs) + 1))
 
     def test_continue_records_a_failure_that_does_not_stop(
         self, rt: Runtime, memory: InMemorySink

@@ -251,15 +251,22 @@ class TestWaitUntilQuiet:
         double.set_activation_policy(time_interval_policy(3))
         flow = Flow("t")
         flow.add_routine(double, "d")
-        state = routilux_runtime.exec(flow, {"n": 1})
+        # Kept open, so the second payload surely arrives after the first one ran (an entry
+        # payload's job could complete before a post reached it).
+        state = routilux_runtime.exec(flow, keep_open=True)
+        routilux_runtime.post(flow, "d", "input", {"n": 1}, job_id=state.job_id)
+        assert wait_until_quiet(routilux_runtime, state) is state
+        assert (state.status, state.shared_log) == (JobStatus.IDLE, [["d", 1]])
         routilux_runtime.post(flow, "d", "input", {"n": 2}, job_id=state.job_id)
         assert wait_until_quiet(routilux_runtime, state) is state
         assert state.status is JobStatus.RUNNING          # the timer keeps it running
         assert state.shared_log == [["d", 1]]
         routilux_clock.advance(3)
         wait_until_quiet(routilux_runtime, state.job_id)
-        assert state.status is JobStatus.COMPLETED
         assert state.shared_log == [["d", 1], ["d", 2]]
+        assert routilux_runtime.complete_job(state.job_id)
+        assert routilux_runtime.wait_job(state.job_id, 10)
+        assert state.status is JobStatus.COMPLETED
 
     def test_times_out_with_a_report(
         self, routilux_runtime: Runtime, lib: types.SimpleNamespace

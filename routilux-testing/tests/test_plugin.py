@@ -113,10 +113,15 @@ def test_second():
 class TestTeardownChecks:
     LEFT_RUNNING = ROUTINES + '''
 def start_waiting_job(runtime):
+    # Kept open, so the second payload surely arrives after the first one ran (an entry
+    # payload's job could complete before a post reached it).
     echo = Echo()
     echo.set_activation_policy(time_interval_policy(5))
-    state = runtime.exec(one(echo), {"n": 1})
-    runtime.post(one(echo), "echo", "input", {"n": 2}, job_id=state.job_id)
+    flow = one(echo)
+    state = runtime.exec(flow, keep_open=True)
+    runtime.post(flow, "echo", "input", {"n": 1}, job_id=state.job_id)
+    wait_until_quiet(runtime, state)
+    runtime.post(flow, "echo", "input", {"n": 2}, job_id=state.job_id)
     return state
 '''
 
@@ -137,8 +142,10 @@ def test_leaves_job(routilux_runtime, routilux_clock):
 def test_finishes_job(routilux_runtime, routilux_clock):
     state = start_waiting_job(routilux_runtime)
     routilux_clock.advance(5)
+    assert routilux_runtime.complete_job(state.job_id)
     assert routilux_runtime.wait_job(state.job_id, timeout=5)
     assert [n for n, _ in state.shared_log] == [1, 2]
+    assert state.status is JobStatus.COMPLETED
 ''')
         result.assert_outcomes(passed=1)
 
@@ -219,13 +226,17 @@ def test_interval(routilux_runtime, routilux_clock):
     echo = Echo()
     echo.set_activation_policy(time_interval_policy(5))
     flow = one(echo)
-    state = routilux_runtime.exec(flow, {"n": 1})
+    state = routilux_runtime.exec(flow, keep_open=True)  # (see start_waiting_job)
+    routilux_runtime.post(flow, "echo", "input", {"n": 1}, job_id=state.job_id)
+    wait_until_quiet(routilux_runtime, state)
     routilux_runtime.post(flow, "echo", "input", {"n": 2}, job_id=state.job_id)
     wait_until_quiet(routilux_runtime, state)
     routilux_clock.advance(4.9)
     wait_until_quiet(routilux_runtime, state)
     assert [n for n, _ in state.shared_log] == [1]
     routilux_clock.advance(0.1)
+    wait_until_quiet(routilux_runtime, state)
+    assert routilux_runtime.complete_job(state.job_id)
     assert routilux_runtime.wait_job(state.job_id, timeout=5)
     assert [m["fired_at"] for _, m in state.shared_log] == [0.0, 5.0]
 ''')

@@ -42,7 +42,7 @@ from .errors import (
 from .job_state import ExecutionRecord, JobState, JobStatus, _completed_record
 from .slot import Overflow
 from .tracking._hub import _DEPTH_EVERY
-from .tracking._wire import K_EMITTED, K_FINISHED
+from .tracking._wire import K_EMITTED, K_PAIR, PAIR_SHIFT
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -71,7 +71,7 @@ class Job:
     __slots__ = (
         "_cond", "aio", "blocked_producers", "caps", "completing", "durable", "epoch",
         "executing", "fastq", "flow_name", "hot", "job_id", "job_timer", "keep_open", "lock",
-        "maxc", "ntasks", "outstanding", "pause_reason", "paused", "plan", "policies",
+        "maxc", "ntasks", "outstanding", "owed", "pause_reason", "paused", "plan", "policies",
         "policy_timers", "queues",
         "restored_retries", "retry_ready", "retry_waiting", "routes", "runtime", "seq",
         "settled", "state", "stats", "stopped", "tasks", "timeout", "timers", "tracker", "views",
@@ -119,6 +119,9 @@ class Job:
             self.views[ri] = self._make_view(ri)
         self.outstanding = 0
         self.ntasks = 0
+        # Workers owed to the pool for tasks queued while ``Runtime.exec`` starts this job
+        # and the pool is still growing (``Runtime._submit``); -1: a task grows it at once.
+        self.owed = -1
         self.seq = state.activation_seq
         self.paused = False
         self.pause_reason = ""
@@ -543,6 +546,11 @@ class Job:
                     return
                 if tracker is not None:
                     tracker.started(act)
+                    # For the inlined pair below: a fast routine's only slot, and the job's
+                    # token and the routine in one item (tracking/_wire.py, K_PAIR).
+                    s0 = (self.plan.slot_names[ri][0]
+                          if self.fastq[ri] >= 0 and ri < 1 << PAIR_SHIFT else "")
+                    rtok = tracker.tok << PAIR_SHIFT | ri
         # With one activation at a time and no timeout nothing else writes this routine's
         # stats or could abandon the activation, so success is recorded outside the lock
         # (``unlocked_record``). Taking the next activation of a fast routine runs no policy
@@ -646,22 +654,21 @@ class Job:
                         if not fin:
                             tracker.started(nxt)
                         else:
-                            # JobTracker.finished_started, inlined (keep the two alike): the
-                            # finished record and nxt's started record in one append.
+                            # JobTracker.finished_started's common case, inlined (the same two
+                            # records): the finished record and nxt's started record as one raw
+                            # record of 8 items (tracking/_wire.py, K_PAIR). A fast routine has
+                            # one slot (s0): nxt's input is one payload on it.
                             try:
-                                ((slot, (tp,)),) = nxt.slot_data.items()
-                            except ValueError:  # not one payload on one slot
-                                slot = None
-                            buf = tracker.buf
-                            if slot is None or len(buf) >= tracker.half:
+                                (tp,) = nxt.slot_data[s0]
+                            except (KeyError, ValueError):  # not one payload on s0
                                 tracker.finished_started(act, t1, t1 - t0, nxt)
                             else:
-                                tseq = tracker.seq
-                                tracker.seq = tseq + 2
-                                tok = tracker.tok
-                                buf += (K_FINISHED, tok, tseq + 1, t1, ri, act.seq, act.attempt,
-                                        t1 - t0, slot, tok, tseq + 2, t1, ri, nxt.seq,
-                                        nxt.attempt, id(tp))
+                                buf = tracker.buf
+                                if len(buf) < tracker.half and not (act.attempt or nxt.attempt):
+                                    tracker.seq = tseq = tracker.seq + 2
+                                    buf += (K_PAIR, rtok, tseq, t1, t0, act.seq, nxt.seq, id(tp))
+                                else:
+                                    tracker.finished_started(act, t1, t1 - t0, nxt)
                     act = nxt
                 finally:
                     raw.release()

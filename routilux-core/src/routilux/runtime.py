@@ -253,9 +253,13 @@ class Runtime:
     # -- plumbing used by jobs ---------------------------------------------------------------
 
     def _submit(self, job: Job, ri: int, act: Activation) -> None:
+        """Queue a task (the job's lock held) and, while the pool is growing, grow it."""
         self._submit_put((job, ri, act))
         if self._growing:
-            self._grow()
+            if job.owed >= 0:
+                job.owed += 1  # the job is starting: ``exec`` grows the pool for it
+            else:
+                self._grow()
 
     def _settle(self, delta: int) -> None:
         with self._hot:
@@ -346,9 +350,10 @@ class Runtime:
         The pool grows with its first ``thread_pool_size`` tasks, as ``ThreadPoolExecutor``
         does, rather than all at once on the first job: a runtime starts no more threads than
         it has had tasks. The new thread takes the queued task during ``Thread.start``'s
-        hand-off, then waits for the job lock its submitter holds (``_submit`` is called
-        under it; growing after ``Job.start`` released it was measured and not kept, see
-        docs/performance.md, "What is left").
+        hand-off. For the tasks a job queues as it starts, ``exec`` grows the pool only once
+        ``Job.start`` has released the job's lock, so the new worker runs the task straight
+        away rather than waiting for that lock while ``exec`` goes on; any other task (an emit
+        from a running activation, a retry, a post) grows it as it is queued.
         """
         with self._hot:
             if not self._growing:
@@ -468,7 +473,20 @@ class Runtime:
              state._live) = saved
             raise
         entry = dict(entry_params) if entry_params is not None else dict(state.entry_params or {})
-        job.start(deliver, entry)
+        if not self._growing:
+            job.start(deliver, entry)
+            return state
+        # The pool is still growing: it grows for the tasks the job queues as it starts only
+        # once ``start`` has released the job's lock, so each new worker runs its task at once
+        # rather than first waiting for that lock while this ``exec`` goes on (W3).
+        job.owed = 0
+        try:
+            job.start(deliver, entry)
+        finally:
+            with job.lock:
+                owed, job.owed = job.owed, -1
+            for _ in range(owed):
+                self._grow()
         return state
 
     def _check_resumable(self, state: JobState, flow: Flow) -> None:

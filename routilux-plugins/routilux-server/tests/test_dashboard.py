@@ -378,6 +378,34 @@ def test_post_a_payload_to_a_slot_of_an_open_job(page: Any, server: LiveServer) 
     wait_status(page, "completed")
 
 
+def test_a_page_left_while_it_loads_never_draws_into_the_next_one(
+    page: Any, server: LiveServer
+) -> None:
+    login(page, server)
+    with server.client() as c:
+        job = c.start_job("pipeline", {"n": 2})
+    held: list[Any] = []
+
+    def hold_the_first(route: Any) -> None:  # the job page's first request waits
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route(f"**/api/jobs/{job.job_id}", hold_the_first)
+    page.goto(f"{server.base_url}/#/jobs/{job.job_id}")
+    deadline = time.monotonic() + 10
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(10)
+    assert held, "the job page never asked for the job"
+    page.goto(f"{server.base_url}/#/flows/pipeline")  # leave it while it waits
+    page.locator("main h1", has_text="Flow pipeline").wait_for()
+    held[0].continue_()  # the left page gets its answer and goes on rendering, detached
+    page.wait_for_timeout(300)
+    assert page.locator("main h1").all_inner_texts() == ["Flow pipeline"]
+    assert page.locator(".graph-scroll").count() == 1
+
+
 def test_jobs_list_filters_by_status_and_flow(page: Any, server: LiveServer) -> None:
     with server.client() as c:
         c.start_job("pipeline", {"n": 1})

@@ -47,6 +47,7 @@ from ._wire import (
 )
 from ._wire import err_text as _err_text
 from ._wire import err_type as _err_type
+from ._wire import records as count_records
 from .records import TrackingRecord
 
 if TYPE_CHECKING:
@@ -184,7 +185,9 @@ class JobTracker:
         """``finished(act, t1, duration)`` then ``started(nxt)``, in one append when ``nxt``
         has one payload on one slot (the common case of a routine draining its queue). The
         started record then shares the finished record's time ``t1``: ``nxt`` was taken
-        under the same hold of the job lock, microseconds later."""
+        under the same hold of the job lock, microseconds later. ``Job.run_task`` writes the
+        commonest case itself, as one ``K_PAIR`` raw record (a fast routine, first attempts:
+        the same two records), and calls this method for the others."""
         try:
             ((slot, (payload,)),) = nxt.slot_data.items()
         except ValueError:  # not one payload on one slot
@@ -319,6 +322,7 @@ class TrackingHub:
         self._dropped = 0
         self._drop_logged = 0
         self._taken = 0
+        self._delivered = 0
         self._done = threading.Condition(threading.Lock())
         self._errors: dict[str, int] = {}
         self._infos: dict[int, JobInfo] = {}
@@ -415,9 +419,9 @@ class TrackingHub:
         """Counters of the channel: queued, delivered, dropped, and errors per sink."""
         return {
             "sinks": [_sink_name(s) for s in self._sinks],
-            "queued": len(self._buf) // W,
+            "queued": count_records(self._buf[:]),
             "queue_size": self.queue_size,
-            "delivered": self._taken // W,
+            "delivered": self._delivered,
             "dropped": self._dropped,
             "sink_errors": dict(self._errors),
         }
@@ -472,8 +476,11 @@ class TrackingHub:
 
     def _dispatch(self, chunk: tuple[Any, ...], ended: int) -> None:
         new, self._new_infos = self._new_infos, []
+        count = count_records(chunk)
+        self._delivered += count
         for sink in self._raw_sinks:
-            self._call(sink, functools.partial(sink._accept_raw, infos=new), chunk)
+            self._call(sink, functools.partial(sink._accept_raw, infos=new, records=count),
+                       chunk)
         entries: list[tuple[Any, ...]] | None = None
         sinks = self._record_sinks
         if sinks:

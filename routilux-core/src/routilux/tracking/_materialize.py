@@ -19,11 +19,13 @@ from ._wire import (
     K_JOB_FINISHED,
     K_JOB_STARTED,
     K_OBJ,
+    K_PAIR,
     K_PAUSED,
     K_RESUMED,
     K_RETRIED,
     K_SKIPPED,
     K_STARTED,
+    PAIR_SHIFT,
     JobInfo,
 )
 from .records import (
@@ -52,6 +54,9 @@ _LINEAGE_LIMIT = 65_536
 """Payloads per job whose producer is remembered until consumed (oldest forgotten beyond)."""
 
 
+_RI_MASK = (1 << PAIR_SHIFT) - 1
+
+
 def decode(chunk: Sequence[Any], infos: dict[int, JobInfo]) -> list[tuple[Any, ...]]:
     """Raw records of one drained chunk (``W`` items each, see ``_wire``) as tuples (the
     materializer's input)."""
@@ -61,6 +66,14 @@ def decode(chunk: Sequence[Any], infos: dict[int, JobInfo]) -> list[tuple[Any, .
     for k, tok, seq, t, a, b, c, d in zip(it, it, it, it, it, it, it, it, strict=True):
         if not isinstance(k, int):  # started, one payload on slot k (a name, see _wire)
             append((K_STARTED, tok, seq, t, a, b, c, (k, 1, d)))
+            continue
+        if k == K_PAIR:  # finished (t0 = a, aseq = b) then started (nseq = c, payload d)
+            ri = tok & _RI_MASK
+            tok >>= PAIR_SHIFT
+            info = infos.get(tok)
+            if info is not None:
+                append((K_FINISHED, tok, seq - 1, t, ri, b, 0, t - a))
+                append((K_STARTED, tok, seq, t, ri, c, 0, (info.slot_names[ri][0], 1, d)))
             continue
         if k == K_OBJ:
             append(tok)

@@ -18,7 +18,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
 from ._materialize import Materializer, decode
-from ._wire import JobInfo, W
+from ._wire import JobInfo
+from ._wire import records as count_records
 from .lineage import PayloadTrace, follow_payload
 from .records import TrackingRecord
 
@@ -62,9 +63,10 @@ class InMemorySink:
         self._hub = hub
 
     def _accept_raw(
-        self, chunk: tuple[Any, ...], infos: Sequence[tuple[int, JobInfo]] = ()
+        self, chunk: tuple[Any, ...], infos: Sequence[tuple[int, JobInfo]] = (),
+        records: int | None = None,
     ) -> None:
-        n = len(chunk) // W
+        n = count_records(chunk) if records is None else records
         with self._lock:
             if infos:
                 self._infos.update(infos)

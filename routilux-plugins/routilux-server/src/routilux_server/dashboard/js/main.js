@@ -23,6 +23,11 @@ async function route() {
   const gen = ++generation;
   const { parts, query } = parse(location.hash);
   clear(main);
+  // Each route renders into its own box: a view still awaiting the API when the next route
+  // starts appends to its detached box, never into the new page (no doubled content).
+  const page = document.createElement("div");
+  page.className = "page";
+  main.append(page);
   const loggedIn = Boolean(getKey());
   logout.hidden = !loggedIn;
   for (const a of document.querySelectorAll("[data-nav]")) {
@@ -36,7 +41,7 @@ async function route() {
       if (location.hash === target) route();
       else location.hash = target;
     };
-    cleanup = loginView(main, { next, message: loginMessage, done });
+    cleanup = loginView(page, { next, message: loginMessage, done });
     loginMessage = null;
     return;
   }
@@ -52,11 +57,11 @@ async function route() {
     return;
   }
   try {
-    const done = await view(main, args);
+    const done = await view(page, args);
     if (gen !== generation) done();
     else cleanup = done;
   } catch (err) {
-    if (gen === generation) main.append(errorBox(err));
+    if (gen === generation) page.append(errorBox(err));
   }
   if (gen === generation) {
     const h1 = main.querySelector("h1");
