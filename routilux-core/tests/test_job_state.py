@@ -431,3 +431,70 @@ class TestRefusedResumeLosesNothing:
             assert rt.wait_job(state.job_id, 10)
         assert state.status.value == "completed"
         assert state.pending == {}
+
+
+class TestExecConstructor:
+    """The hot paths build states, records, activations and stats with factories that set the
+    slots themselves (``_new_state``, ``_completed_record``, ``new_activation``,
+    ``new_context``): each must give exactly what the class's own ``__init__`` gives."""
+
+    @pytest.mark.parametrize("entry", [None, {"x": 1}])
+    @pytest.mark.parametrize("keep_open", [False, True])
+    def test_same_fields_as_the_attrs_init(self, entry: dict | None, keep_open: bool) -> None:
+        from collections import deque
+
+        import attrs
+        from routilux.job_state import _new_state
+
+        h1: deque = deque(maxlen=7)
+        h2: deque = deque(maxlen=7)
+        fast = _new_state("f", entry, keep_open, h1)
+        slow = JobState(flow_id="f", entry_params=entry, keep_open=keep_open,
+                        execution_history=h2)
+        for f in attrs.fields(JobState):
+            a, b = getattr(fast, f.name), getattr(slow, f.name)  # unset slot: AttributeError
+            if f.name == "job_id":
+                assert len(a) == 32 and a != b
+                u = uuid.UUID(hex=a)
+                assert u.version == 4 and u.variant == uuid.RFC_4122
+            elif f.name == "created_at":
+                assert type(a) is type(b) and a.tzinfo == b.tzinfo
+            elif f.name == "execution_history":
+                assert a is h1 and b is h2
+            else:
+                assert a == b and type(a) is type(b), f.name
+        # containers are the state's own, never shared between states
+        other = _new_state("f", entry, keep_open, deque())
+        for name in ("routine_states", "shared_data", "shared_log", "output_log", "dropped",
+                     "unconsumed", "pending", "in_flight", "policy_states"):
+            assert getattr(fast, name) is not getattr(other, name)
+        assert fast.to_dict()["status"] == "pending"
+
+    def test_completed_record_same_fields_as_the_attrs_init(self) -> None:
+        import attrs
+        from routilux.job_state import ExecutionRecord, _completed_record
+
+        fast = _completed_record("r", 12.5, 0.25, 2)
+        slow = ExecutionRecord(routine_id="r", status="completed", started_at=12.5,
+                               duration=0.25, attempt=2)
+        for f in attrs.fields(ExecutionRecord):
+            assert getattr(fast, f.name) == getattr(slow, f.name), f.name
+        assert fast.to_dict() == slow.to_dict()
+
+    def test_activation_factory_sets_every_slot_as_init(self) -> None:
+        from routilux._activation import Activation, new_activation
+
+        data = {"in": [{"i": 1}]}
+        fast_a = new_activation(3, data, {"m": 1}, 2, 9)
+        slow_a = Activation(3, data, {"m": 1}, 2, 9)
+        for name in Activation.__slots__:  # an unset slot raises AttributeError
+            assert getattr(fast_a, name) == getattr(slow_a, name), name
+
+    def test_context_factory_sets_every_slot_as_init(self) -> None:
+        from routilux._context import ActivationContext, new_context
+
+        job, routine = object(), object()
+        fast = new_context(job, 4, routine)  # type: ignore[arg-type]
+        slow = ActivationContext(job, 4, routine)  # type: ignore[arg-type]
+        for name in ActivationContext.__slots__:
+            assert getattr(fast, name) is getattr(slow, name), name

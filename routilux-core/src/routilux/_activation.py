@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from ._timers import TimerHandle
 
-__all__ = ["Activation", "RoutineStats", "YieldingLock"]
+__all__ = ["Activation", "RoutineStats", "YieldingLock", "new_activation"]
 
 _DURATION_SAMPLES = 1024
 """Most recent activation durations kept per job and routine (for percentiles)."""
@@ -103,6 +103,29 @@ class Activation:
         }
 
 
+_object_new = object.__new__
+
+
+def new_activation(
+    ri: int, slot_data: dict[str, list[dict[str, Any]]], message: Any, attempt: int, seq: int
+) -> Activation:
+    """``Activation(ri, slot_data, message, attempt, seq)`` for the per-activation paths: a
+    plain function call and ``object.__new__`` instead of a type call running ``__init__`` in
+    a frame of its own (about half the instructions, measured). Same fields, same values (a
+    test compares the two)."""
+    a: Activation = _object_new(Activation)
+    a.ri = ri
+    a.slot_data = slot_data
+    a.message = message
+    a.attempt = attempt
+    a.seq = seq
+    a.abandoned = False
+    a.finished = False
+    a.timer = None
+    a.due = 0.0
+    return a
+
+
 class RoutineStats:
     """Per-job counters of one routine (written under the job lock)."""
 
@@ -182,3 +205,4 @@ class RoutineStats:
                 "total": self.total,
             },
         }
+

@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -64,6 +64,10 @@ class NotifyingCondition(threading.Condition):
     each registered future is resolved on its own loop with ``call_soon_threadsafe``, so an
     awaiting caller parks no thread and its loop is never blocked.
     """
+
+    # ``threading.Condition``'s parked threads: with none and no future, ``notify_all`` has
+    # nothing to do (the runtime tests ``cond._waiters or cond.futures`` before calling it).
+    _waiters: deque[Any]
 
     def __init__(self, lock: threading.Lock, predicate: Callable[[], bool]) -> None:
         super().__init__(lock)

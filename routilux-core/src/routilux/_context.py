@@ -27,6 +27,20 @@ class ActivationContext:
         self.activation: Activation | None = None
 
 
+_object_new = object.__new__
+
+
+def new_context(job: Job, routine_index: int, routine: Routine) -> ActivationContext:
+    """``ActivationContext(job, routine_index, routine)`` for ``Job.run_task`` (one per
+    task), without a type call (see ``_activation.new_activation``); same fields."""
+    ctx: ActivationContext = _object_new(ActivationContext)
+    ctx.job = job
+    ctx.routine_index = routine_index
+    ctx.routine = routine
+    ctx.activation = None
+    return ctx
+
+
 CURRENT: ContextVar[ActivationContext | None] = ContextVar("routilux_activation", default=None)
 
 

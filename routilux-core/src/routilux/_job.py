@@ -17,14 +17,17 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+from _thread import allocate_lock as _new_lock
 from collections import deque
+from datetime import UTC as _UTC
+from datetime import datetime
 from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from ._activation import Activation, RoutineStats, YieldingLock
+from ._activation import Activation, RoutineStats, YieldingLock, new_activation
 from ._async import NotifyingCondition
-from ._context import CURRENT, ActivationContext
+from ._context import CURRENT, ActivationContext, new_context
 from .activation_policies import _IMMEDIATE_MESSAGE, PolicyView
 from .error_handling import ErrorStrategy, Failure
 from .errors import (
@@ -36,12 +39,14 @@ from .errors import (
     RoutineTimeoutError,
     UnknownEventError,
 )
-from .job_state import ExecutionRecord, JobState, JobStatus
+from .job_state import ExecutionRecord, JobState, JobStatus, _completed_record
 from .slot import Overflow
 from .tracking._hub import _DEPTH_EVERY
 from .tracking._wire import K_EMITTED, K_PAIR, PAIR_SHIFT
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from ._durable import DurableJob
     from ._plan import FlowPlan, Target
     from ._timers import TimerHandle
@@ -57,6 +62,7 @@ _FAIRNESS = 64
 _SOURCE_MESSAGE = MappingProxyType({"policy": "source"})
 
 _pc = time.perf_counter
+_now = datetime.now
 
 
 class Job:
@@ -69,6 +75,7 @@ class Job:
         "policy_timers", "queues",
         "restored_retries", "retry_ready", "retry_waiting", "routes", "runtime", "seq",
         "settled", "state", "stats", "stopped", "tasks", "timeout", "timers", "tracker", "views",
+        "waiters",
     )
 
     def __init__(
@@ -83,7 +90,9 @@ class Job:
         self.timeout = timeout
         self.lock = threading.Lock()
         self.hot = YieldingLock(self.lock)  # the job lock, for the per-message paths
-        self._cond: NotifyingCondition | None = None  # created on first wait (rare)
+        self._cond: NotifyingCondition | None = None  # created on first use (rare)
+        # ``wait_settled`` callers: one locked lock each, released when the job settles.
+        self.waiters: list[threading.Lock] | None = None
         n = len(plan.routine_ids)
         self.queues: list[deque[dict[str, Any]]] = list(map(deque, plan.empty_queues))
         self.caps = plan.caps
@@ -104,11 +113,10 @@ class Job:
         self.timers = runtime._timers
         # A single-slot routine with the immediate policy takes straight from its queue
         # (fastq[ri] is that queue's index, else -1) and gets a PolicyView only if asked.
-        self.fastq = fastq = plan.fast_queues
-        self.views: list[PolicyView | None] = [None] * n
-        for ri in range(n):
-            if fastq[ri] < 0:
-                self.views[ri] = self._make_view(ri)
+        self.fastq = plan.fast_queues
+        self.views: list[PolicyView | None] = list(plan.no_views)
+        for ri in plan.policy_routines:
+            self.views[ri] = self._make_view(ri)
         self.outstanding = 0
         self.ntasks = 0
         # Workers owed to the pool for tasks queued while ``Runtime.exec`` starts this job
@@ -148,11 +156,41 @@ class Job:
             self._cond.notify_all()
 
     def wait_settled(self, timeout: float | None) -> bool:
-        """Block until the job is drained (COMPLETED, IDLE if kept open) or ended."""
-        with self.lock:
+        """Block until the job is drained (COMPLETED, IDLE if kept open) or ended.
+
+        The caller parks on a lock of its own, which the thread settling the job releases
+        as its last step under the job lock (``_release_waiters_locked``): no ``Condition``
+        is made for the job, and the woken caller returns without taking the job lock again
+        (the serial ``exec``/``wait_job`` path, docs/performance.md).
+        """
+        lock = self.lock
+        with lock:
             if self.settled:
                 return True
-            return self.condition().wait_for(lambda: self.settled, timeout)
+            if timeout is not None and timeout <= 0:
+                return False
+            waiter = _new_lock()
+            waiter.acquire()
+            waiters = self.waiters
+            if waiters is None:
+                waiters = self.waiters = []
+            waiters.append(waiter)
+        if waiter.acquire(True, -1 if timeout is None else timeout):
+            return True
+        with lock:  # timed out: leave, unless released meanwhile
+            waiters = self.waiters
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+                return self.settled
+            return True
+
+    def _release_waiters_locked(self) -> None:
+        """Wake every ``wait_settled`` caller (the job is settled; job lock held)."""
+        waiters = self.waiters
+        if waiters is not None:
+            self.waiters = None
+            for waiter in waiters:
+                waiter.release()
 
     def _make_view(self, ri: int) -> PolicyView:
         plan = self.plan
@@ -235,7 +273,12 @@ class Job:
 
     def start(self, deliver_entry: bool, entry: dict[str, Any]) -> None:
         with self.lock:
-            self.state._transition(JobStatus.RUNNING)
+            state = self.state
+            if state.status is _PENDING and state.started_at is None:  # a new job
+                state.status = JobStatus.RUNNING  # (``_transition``, without the checks)
+                state.started_at = _now(_UTC)
+            else:
+                state._transition(JobStatus.RUNNING)
             tracker = self.tracker
             if tracker is not None:
                 tracker.job_started()
@@ -254,12 +297,18 @@ class Job:
                     self._deliver_locked(self.plan.entry_targets, entry)
                 for ri in self.plan.sources:
                     self.seq += 1
-                    act = Activation(ri, {}, _SOURCE_MESSAGE, 0, self.seq)
+                    act = new_activation(ri, {}, _SOURCE_MESSAGE, 0, self.seq)
                     self.executing.add(act)
                     self._spawn_locked(ri, act)
             fastq = self.fastq
             queues = self.queues
-            for ri in range(len(self.tasks)):
+            # With no payload left queued (delivering the entry started its routines) and no
+            # retry ready, only the routines with a policy can start anything: skip the rest.
+            if self.retry_ready is None and not any(queues):
+                candidates: Iterable[int] = self.plan.policy_routines
+            else:
+                candidates = range(len(self.tasks))
+            for ri in candidates:
                 qi = fastq[ri]
                 if qi >= 0 and not queues[qi] and self.retry_ready is None:
                     continue  # nothing to take: the immediate policy on an empty slot
@@ -348,9 +397,24 @@ class Job:
             queues[qi].append(payload)
             stats[di].payloads_in += 1
             if tasks[di] < maxc[di] and not paused and not self.stopped:
+                if self.fastq[di] >= 0 and self.retry_ready is None:
+                    # ``_take_locked(di)`` of a queue-served routine (its one queue is qi,
+                    # not empty), inlined
+                    self.seq = seq = self.seq + 1
+                    act = new_activation(
+                        di, {self.plan.fast_slots[di]: [queues[qi].popleft()]},
+                        _IMMEDIATE_MESSAGE, 0, seq,
+                    )
+                    if self.durable is not None:
+                        self.durable.claim(act)
+                    if self.blocked_producers:
+                        self._notify_locked()
+                    self.executing.add(act)
+                    self._spawn_locked(di, act)
+                    continue
                 # ``_try_start_locked(di)``, one call less per payload (a failing policy may
                 # stop the job mid-loop)
-                act = self._take_locked(di)
+                act = self._take_locked(di)  # type: ignore[assignment]
                 if act is not None:
                     self._spawn_locked(di, act)
 
@@ -427,8 +491,8 @@ class Job:
                 if not q:
                     return None
                 self.seq += 1
-                act = Activation(ri, {self.plan.slot_names[ri][0]: [q.popleft()]},
-                                 _IMMEDIATE_MESSAGE, 0, self.seq)
+                act = new_activation(ri, {self.plan.slot_names[ri][0]: [q.popleft()]},
+                                     _IMMEDIATE_MESSAGE, 0, self.seq)
             else:
                 try:
                     res = self.policies[ri].take(self.views[ri], False)  # type: ignore[arg-type]
@@ -438,7 +502,7 @@ class Job:
                 if res is None:
                     return None
                 self.seq += 1
-                act = Activation(ri, res[0], res[1], 0, self.seq)
+                act = new_activation(ri, res[0], res[1], 0, self.seq)
             if self.durable is not None:
                 self.durable.claim(act)  # the input payloads' sequence numbers
             if self.blocked_producers:
@@ -487,22 +551,18 @@ class Job:
                     s0 = (self.plan.slot_names[ri][0]
                           if self.fastq[ri] >= 0 and ri < 1 << PAIR_SHIFT else "")
                     rtok = tracker.tok << PAIR_SHIFT | ri
-        plan = self.plan
-        logic = plan.logics[ri]
+        # With one activation at a time and no timeout nothing else writes this routine's
+        # stats or could abandon the activation, so success is recorded outside the lock
+        # (``unlocked_record``). Taking the next activation of a fast routine runs no policy
+        # (so writes no record): its finished record is then written together with the next
+        # one's started record (``fast``). (FlowPlan.task_info: one unpacking, not six reads.)
+        logic, rid, timeout, unlocked_record, fast, routine, qi, fslot = self.plan.task_info[ri]
         state = self.state
         history = state.execution_history
         stats = self.stats[ri]
-        rid = plan.routine_ids[ri]
-        timeout = plan.timeouts[ri]
         epoch = self.epoch
-        # With one activation at a time and no timeout nothing else writes this routine's
-        # stats or could abandon the activation, so success is recorded outside the lock.
-        unlocked_record = timeout is None and self.maxc[ri] == 1
         durable = self.durable
-        # Taking the next activation of a fast routine runs no policy (so writes no record):
-        # its finished record is then written together with the next one's started record.
-        fast = self.fastq[ri] >= 0
-        ctx = ActivationContext(self, ri, plan.routines[ri])
+        ctx = new_context(self, ri, routine)
         remote = self.runtime._remote  # None: logic runs here (the thread pool's fast path)
         token = CURRENT.set(ctx)
         ran = 0
@@ -529,12 +589,7 @@ class Job:
                 recorded = False
                 if unlocked_record and err is None and not act.abandoned:
                     stats.record(t1 - t0)
-                    history.append(
-                        ExecutionRecord(
-                            routine_id=rid, status="completed", started_at=t0 + epoch,
-                            duration=t1 - t0, attempt=act.attempt,
-                        )
-                    )
+                    history.append(_completed_record(rid, t0 + epoch, t1 - t0, act.attempt))
                     recorded = True
                 if not raw.acquire(False):  # ``with lock``, the uncontended case inlined
                     lock.contended()
@@ -553,18 +608,41 @@ class Job:
                         stats.record(t1 - t0)
                         if err is None:
                             history.append(
-                                ExecutionRecord(
-                                    routine_id=rid, status="completed", started_at=t0 + epoch,
-                                    duration=t1 - t0, attempt=act.attempt,
-                                )
+                                _completed_record(rid, t0 + epoch, t1 - t0, act.attempt)
                             )
                         else:
                             self._failed_locked(ri, act, err, t0 + epoch, t1 - t0, decision)
-                    nxt = None if self.stopped or self.paused else self._take_locked(ri)
+                    if self.stopped or self.paused:
+                        nxt = None
+                    elif fast and self.retry_ready is None:
+                        # ``_take_locked(ri)`` of a queue-served routine, inlined (a call
+                        # less per activation, and per task end)
+                        q = self.queues[qi]
+                        if q:
+                            self.seq = seq = self.seq + 1
+                            nxt = new_activation(ri, {fslot: [q.popleft()]},
+                                                 _IMMEDIATE_MESSAGE, 0, seq)
+                            if durable is not None:
+                                durable.claim(nxt)
+                            if self.blocked_producers:
+                                self._notify_locked()
+                            self.executing.add(nxt)
+                        else:
+                            nxt = None
+                    else:
+                        nxt = self._take_locked(ri)
                     if nxt is None:
                         if fin:
                             tracker.finished(act, t1, t1 - t0)  # type: ignore[union-attr]
-                        self._task_end_locked(ri)
+                        # ``_task_end_locked(ri)``, inlined for a job still running
+                        if self.stopped or self.paused:
+                            self._task_end_locked(ri)
+                            return
+                        self.tasks[ri] -= 1
+                        self.ntasks -= 1
+                        self.outstanding -= 1
+                        if self.outstanding == 0:
+                            self._quiescent_locked()
                         return
                     ran += 1
                     if ran >= _FAIRNESS:
@@ -843,6 +921,31 @@ class Job:
                 state._transition(JobStatus.IDLE)
             self._settle_locked()
             return
+        plan = self.plan
+        if plan.policy_routines or self.retry_ready is not None or any(self.queues):
+            self._flush_policies_locked()
+            if self.stopped:
+                return
+            if self.outstanding:
+                if state.status is JobStatus.IDLE:
+                    state._transition(JobStatus.RUNNING)
+                    self._unsettle_locked()
+                return
+            views = self.views  # (no view, no policy that could hold data: skip the call)
+            if views.count(None) < len(views) and self._pause_at_breakpoint_locked():
+                return
+            for qi, q in enumerate(self.queues):
+                if q:
+                    ri, si = plan.queue_owner[qi]
+                    key = f"{plan.routine_ids[ri]}.{plan.slot_names[ri][si]}"
+                    state.unconsumed.setdefault(key, []).extend(q)
+                    q.clear()
+        # (else: every routine is served straight from its queue, all of them empty, and no
+        # retry waits: nothing to flush, hold or record)
+        self._finish_locked(JobStatus.COMPLETED, None, None)
+
+    def _flush_policies_locked(self) -> None:
+        """Give every policy its final say (the job is quiescent)."""
         self.outstanding += 1  # guard while flushing
         for ri, view in enumerate(self.views):
             if self.stopped:
@@ -866,24 +969,6 @@ class Job:
                 self.executing.add(act)
                 self._spawn_locked(ri, act)
         self.outstanding -= 1
-        if self.stopped:
-            return
-        if self.outstanding:
-            if state.status is JobStatus.IDLE:
-                state._transition(JobStatus.RUNNING)
-                self._unsettle_locked()
-            return
-        views = self.views  # (no view, no policy that could hold data: skip the call)
-        if views.count(None) < len(views) and self._pause_at_breakpoint_locked():
-            return
-        plan = self.plan
-        for qi, q in enumerate(self.queues):
-            if q:
-                ri, si = plan.queue_owner[qi]
-                key = f"{plan.routine_ids[ri]}.{plan.slot_names[ri][si]}"
-                state.unconsumed.setdefault(key, []).extend(q)
-                q.clear()
-        self._finish_locked(JobStatus.COMPLETED, None, None)
 
     def _pause_at_breakpoint_locked(self) -> bool:
         """Pause the drained job if a policy holds data (a breakpoint); True if it did."""
@@ -915,7 +1000,11 @@ class Job:
             state.error_traceback = "".join(traceback.format_exception(err))
         self.stopped = True
         self.paused = False
-        state._transition(status)
+        if state.status is _RUNNING:  # (``_transition``, without the checks: always legal)
+            state.status = status
+            state.finished_at = _now(_UTC)
+        else:
+            state._transition(status)
         if self.durable is not None:
             self.durable.finished(status, err)
         if self.tracker is not None:
@@ -942,6 +1031,10 @@ class Job:
         if status is JobStatus.COMPLETED and self.ntasks == 0:
             self._compact_locked()
         self.runtime._job_finished(self, settled=settle)  # one runtime-lock trip for both
+        # Last, so a woken ``wait_job`` caller finds the retention already updated, as it
+        # did when it had to take the job lock back to return.
+        if settle and self.waiters is not None:
+            self._release_waiters_locked()
 
     def _compact_locked(self) -> None:
         """Let go of the scheduling structures of a completed job, which is kept (for
@@ -955,6 +1048,10 @@ class Job:
         self.tasks = plan.no_tasks  # type: ignore[assignment]  # (all zero: nothing runs)
         # Views hold the old queues; keep only those with policy state (it is saved).
         views = self.views
+        if views.count(None) == len(views):  # (no view at all: the common case, one C call)
+            self.views = plan.no_views  # type: ignore[assignment]
+            self._cond = None
+            return
         for v in views:
             if v is not None and v.state:
                 self.views = [v if v is not None and v.state else None for v in views]
@@ -970,6 +1067,8 @@ class Job:
             self.settled = True
             self._notify_locked()
             self.runtime._settle(+1)
+            if self.waiters is not None:
+                self._release_waiters_locked()
 
     def _unsettle_locked(self) -> None:
         if self.settled:
@@ -978,3 +1077,5 @@ class Job:
 
 
 _NOTHING: frozenset[Activation] = frozenset()
+_PENDING = JobStatus.PENDING
+_RUNNING = JobStatus.RUNNING

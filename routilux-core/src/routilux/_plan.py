@@ -68,6 +68,17 @@ class FlowPlan:
     """One ``None`` per routine: a completed job's views when none holds policy state."""
     no_tasks: tuple[int, ...] = attrs.field(init=False, repr=False)
     """One ``0`` per routine: a completed job's running-task counts."""
+    fast_slots: tuple[str, ...] = attrs.field(init=False, repr=False)
+    """Per routine: the name of its one slot if it is served straight from its queue, else
+    ``""``."""
+    policy_routines: tuple[int, ...] = attrs.field(init=False, repr=False)
+    """The routines not served straight from a queue (``fast_queues[ri] < 0``): each job
+    makes a policy view for these."""
+    task_info: tuple[tuple[Any, ...], ...] = attrs.field(init=False, repr=False)
+    """Per routine, what every task of it reads first (``Job.run_task``): its logic, id,
+    timeout, whether success is recorded outside the job lock (one activation at a time, no
+    timeout), whether it is served straight from its queue, the routine, and that queue's
+    index and slot name (-1 and "" when it is not)."""
 
     def __attrs_post_init__(self) -> None:
         fast = tuple(
@@ -80,6 +91,18 @@ class FlowPlan:
         object.__setattr__(self, "empty_queues", ((),) * self.queue_count)
         object.__setattr__(self, "no_views", (None,) * len(self.routine_ids))
         object.__setattr__(self, "no_tasks", (0,) * len(self.routine_ids))
+        object.__setattr__(self, "fast_slots", tuple(
+            self.slot_names[ri][0] if qi >= 0 else "" for ri, qi in enumerate(fast)
+        ))
+        object.__setattr__(
+            self, "policy_routines", tuple(ri for ri, qi in enumerate(fast) if qi < 0)
+        )
+        object.__setattr__(self, "task_info", tuple(
+            (self.logics[ri], self.routine_ids[ri], self.timeouts[ri],
+             self.timeouts[ri] is None and self.max_concurrency[ri] == 1, fast[ri] >= 0,
+             self.routines[ri], fast[ri], self.fast_slots[ri])
+            for ri in range(len(self.routine_ids))
+        ))
 
     def queue_index(self, routine_id: str, slot: str) -> tuple[int, int]:
         """``(routine index, flat queue index)`` of a slot, for posts and restores."""

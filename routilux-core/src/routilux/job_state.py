@@ -132,6 +132,25 @@ class ExecutionRecord:
         )
 
 
+def _completed_record(
+    routine_id: str, started_at: float, duration: float, attempt: int
+) -> ExecutionRecord:
+    """``ExecutionRecord(routine_id=..., status="completed", ...)`` for ``Job.run_task`` (one
+    per successful activation), without the generated ``__init__``'s keyword binding; a test
+    compares the two field by field."""
+    r: ExecutionRecord = _object_new(ExecutionRecord)
+    r.routine_id = routine_id
+    r.status = "completed"
+    r.started_at = started_at
+    r.duration = duration
+    r.attempt = attempt
+    r.error = None
+    return r
+
+
+_object_new = object.__new__
+
+
 def _to_status(value: JobStatus | str) -> JobStatus:
     """``JobStatus(value)``, without the enum lookup when it already is one (every ``exec``
     creates a state with the default)."""
@@ -350,5 +369,44 @@ class JobState:
 
     def __repr__(self) -> str:
         return f"<JobState {self.job_id} flow={self.flow_id!r} status={self.status.value}>"
+
+
+def _new_state(
+    flow_id: str, entry_params: dict[str, Any] | None, keep_open: bool,
+    history: deque[ExecutionRecord],
+) -> JobState:
+    """``JobState(flow_id=..., entry_params=..., keep_open=..., execution_history=...)``, as
+    every ``Runtime.exec`` makes one, without the generated ``__init__``'s keyword binding and
+    per-field default tests: every field is set as that ``__init__`` sets it (a test compares
+    the two field by field, so a field added to the class and not here fails it)."""
+    s: JobState = _object_new(JobState)
+    s.flow_id = flow_id
+    s.job_id = f"{random.getrandbits(128) & _UUID_KEEP | _UUID_SET:032x}"  # (``_new_job_id``)
+    s.status = _PENDING
+    s.created_at = _new_timestamp()
+    s.started_at = s.finished_at = None
+    s.error = s.error_type = s.error_traceback = s.error_routine = None
+    s.entry_params = entry_params
+    s.routine_states = {}
+    s.execution_history = history
+    s.shared_data = {}
+    s.shared_log = []
+    s.output_log = []
+    s.output_handler = None
+    s.dropped = {}
+    s.discarded_emits = 0
+    s.unconsumed = {}
+    s.keep_open = keep_open
+    s.pending = {}
+    s.in_flight = []
+    s.policy_states = {}
+    s.entry_delivered = False
+    s.activation_seq = 0
+    s._rlock = None
+    s._live = None
+    return s
+
+
+_PENDING = JobStatus.PENDING
 
 

@@ -32,7 +32,7 @@ from .errors import (
     UnknownTypeError,
 )
 from .flow import Flow
-from .job_state import DEFAULT_HISTORY_LIMIT, JobState, JobStatus
+from .job_state import DEFAULT_HISTORY_LIMIT, JobState, JobStatus, _new_state
 from .monitoring.flow_registry import FlowRegistry
 from .plugins import create_plugin_manager, get_plugin_manager
 from .registry import TypeRegistry, routine_types
@@ -288,7 +288,9 @@ class Runtime:
             if settled:
                 self._unsettled -= 1
                 if self._unsettled == 0 or self._closed:  # (see ``_settle``)
-                    self._cond.notify_all()
+                    cond = self._cond
+                    if cond._waiters or cond.futures:  # (nobody waits: nothing to notify)
+                        cond.notify_all()
             now = time.monotonic()
             self._finished[job.job_id] = now
             while len(self._finished) > self._max_finished:
@@ -316,15 +318,18 @@ class Runtime:
             job.views = job.plan.no_views  # type: ignore[assignment]
 
     def _fold(self, job: Job) -> None:
-        """Keep a forgotten job's statistics in its flow's tracker (runtime lock held)."""
-        for name in {job.plan.flow_id, job.flow_name}:
-            tracker = self._flow_trackers.get(name)
+        """Keep a forgotten job's statistics in its flow's tracker (runtime lock held): the
+        tracker of its flow id and, if it was started by another name, that name's too."""
+        flow_id = job.plan.flow_id
+        trackers = self._flow_trackers
+        for name in (flow_id,) if job.flow_name == flow_id else (flow_id, job.flow_name):
+            tracker = trackers.get(name)
             if tracker is None:
-                tracker = self._flow_trackers[name] = ExecutionTracker(name)
-                while len(self._flow_trackers) > _MAX_FLOW_TRACKERS:
-                    self._flow_trackers.popitem(last=False)
+                tracker = trackers[name] = ExecutionTracker(name)
+                while len(trackers) > _MAX_FLOW_TRACKERS:
+                    trackers.popitem(last=False)
             else:
-                self._flow_trackers.move_to_end(name)
+                trackers.move_to_end(name)
             tracker.add_job(job)
 
     def _worker(self) -> None:
@@ -393,7 +398,10 @@ class Runtime:
         """
         if self._closed:  # checked again, under the lock, when the job is registered
             raise RuntimeClosedError("the runtime is shut down; create a new Runtime")
-        flow, name = self._resolve(flow_name)
+        if type(flow_name) is Flow:  # (``_resolve``, the common case inlined)
+            flow, name = flow_name, flow_name.flow_id
+        else:
+            flow, name = self._resolve(flow_name)
         plan = flow.plan()
         if self._remote is not None:
             self._remote.specs(plan)  # a routine that cannot be rebuilt remotely fails here
@@ -405,16 +413,15 @@ class Runtime:
             raise ConfigurationError(
                 f"entry_params must be a dict of parameters, got {type(entry_params).__name__}"
             )
-        for strategy in plan.custom_strategies:
-            self._custom_strategy(strategy)  # unknown names fail here, before the job starts
+        if plan.custom_strategies:
+            for strategy in plan.custom_strategies:
+                self._custom_strategy(strategy)  # unknown names fail here, before the job starts
         if timeout is None:
             timeout = plan.execution_timeout
         if job_state is None:
-            state = JobState(
-                flow_id=flow.flow_id,
-                entry_params=dict(entry_params) if entry_params is not None else None,
-                keep_open=keep_open,
-                execution_history=deque(maxlen=self._history_limit),
+            state = _new_state(  # (``JobState(flow_id=..., ...)``, without keyword binding)
+                flow.flow_id, dict(entry_params) if entry_params is not None else None,
+                keep_open, deque(maxlen=self._history_limit),
             )
             deliver = not (keep_open and entry_params is None)
         else:
@@ -441,7 +448,10 @@ class Runtime:
                     job, self._store, self.plugin_manager.registry.codecs,
                     flow_document(flow, self._flow_docs, plan), known, next_pid,
                 )
-            with self._hot:
+            lock = self._lock
+            if not lock.acquire(False):  # ``with self._hot``, the uncontended case inlined
+                self._hot.contended()
+            try:
                 if self._closed:
                     raise RuntimeClosedError("the runtime is shut down; create a new Runtime")
                 old = self._jobs.get(state.job_id)
@@ -456,6 +466,8 @@ class Runtime:
                         self._fold(old)
                 self._jobs[state.job_id] = job
                 self._unsettled += 1
+            finally:
+                lock.release()
         except BaseException:
             (state.pending, state.in_flight, state.policy_states, state.status,
              state._live) = saved
@@ -651,8 +663,13 @@ class Runtime:
     # -- inspecting --------------------------------------------------------------------------
 
     def _live(self, job_id: str) -> Job:
-        with self._hot:
+        lock = self._lock
+        if not lock.acquire(False):  # ``with self._hot``, the uncontended case inlined
+            self._hot.contended()
+        try:
             job = self._jobs.get(job_id)
+        finally:
+            lock.release()
         if job is None:
             raise UnknownJobError(
                 f"no job {job_id!r} in this runtime (never started here, or finished and "
