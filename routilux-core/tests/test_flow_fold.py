@@ -55,8 +55,10 @@ def jobs(draw: st.DrawFn) -> FakeJob:
     stats = []
     for _ in rids:
         s = RoutineStats()
-        for d in draw(st.lists(st.floats(0.0, 5.0, allow_nan=False), max_size=12)):
-            s.record(d)
+        # Durations in 1/1024 s: exactly representable, so sums are exact in any order (a
+        # snapshot adds the folded total and the held jobs' total: a different order).
+        for k in draw(st.lists(st.integers(0, 5 * 1024), max_size=12)):
+            s.record(k / 1024)
         s.errors = draw(st.integers(0, 3))
         s.retries = draw(st.integers(0, 3))
         s.skipped = draw(st.integers(0, 2))
@@ -64,9 +66,10 @@ def jobs(draw: st.DrawFn) -> FakeJob:
         s.payloads_in = draw(st.integers(0, 20))
         s.payloads_out = draw(st.integers(0, 20))
         stats.append(s)
-    created = BASE + timedelta(seconds=draw(st.floats(0, 1000, allow_nan=False)))
-    started = draw(st.none() | st.just(created + timedelta(milliseconds=3)))
-    finished = created + timedelta(seconds=draw(st.floats(-1, 100, allow_nan=False)))
+    # Times in 1/64 s (exact as timestamps and as sums, like the durations above).
+    created = BASE + timedelta(seconds=draw(st.integers(0, 64_000)) / 64)
+    started = draw(st.none() | st.just(created + timedelta(seconds=1 / 64)))
+    finished = created + timedelta(seconds=draw(st.integers(-64, 6_400)) / 64)
     status = draw(st.sampled_from([JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED]))
     return FakeJob(FakePlan(rids), stats, FakeState(status, created, started, finished))
 
