@@ -265,6 +265,32 @@ class TestWorkers:
         with pytest.raises(RuntimeClosedError):
             rt.exec(flow, entry_params={})
 
+    def test_a_shutdown_between_start_and_growth_still_ends_the_job(
+        self, registry: FlowRegistry, make_routine, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """``exec`` grows the pool for a starting job's tasks after ``Job.start`` released the
+        job's lock; a ``shutdown(wait=False)`` in that window (forced here) must not leave the
+        cancelled job's task without a worker, or the job would never settle."""
+        from routilux._job import Job
+
+        ran: list[int] = []
+        flow = Flow("late")
+        flow.add_routine(make_routine(lambda *a: ran.append(1), events=()), "r")
+        rt = Runtime(thread_pool_size=2, flow_registry=registry)
+        start = Job.start
+
+        def start_then_shutdown(job: Job, deliver: bool, entry: dict[str, Any]) -> None:
+            start(job, deliver, entry)
+            t = threading.Thread(target=rt.shutdown, kwargs={"wait": False})
+            t.start()
+            t.join(WAIT)
+
+        monkeypatch.setattr(Job, "start", start_then_shutdown)
+        state = rt.exec(flow, entry_params={})
+        assert rt.wait_job(state.job_id, WAIT)
+        assert state.status is JobStatus.CANCELLED and ran == []
+        assert rt.wait_until_all_jobs_finished(WAIT)
+
     @pytest.mark.parametrize("size", [0, -1, 1.5])
     def test_bad_pool_size_is_a_configuration_error(self, size: Any) -> None:
         with pytest.raises(ConfigurationError, match="thread_pool_size"):

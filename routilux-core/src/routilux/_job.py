@@ -1030,11 +1030,13 @@ class Job:
             self.settled = True
         if status is JobStatus.COMPLETED and self.ntasks == 0:
             self._compact_locked()
-        self.runtime._job_finished(self, settled=settle)  # one runtime-lock trip for both
-        # Last, so a woken ``wait_job`` caller finds the retention already updated, as it
-        # did when it had to take the job lock back to return.
-        if settle and self.waiters is not None:
-            self._release_waiters_locked()
+        try:
+            self.runtime._job_finished(self, settled=settle)  # one runtime-lock trip for both
+        finally:
+            # Last, so a woken ``wait_job`` caller finds the retention already updated, as it
+            # did when it had to take the job lock back to return (and even if that raised).
+            if settle and self.waiters is not None:
+                self._release_waiters_locked()
 
     def _compact_locked(self) -> None:
         """Let go of the scheduling structures of a completed job, which is kept (for

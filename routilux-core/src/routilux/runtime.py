@@ -344,8 +344,9 @@ class Runtime:
             except BaseException:  # never let a worker die; run_task handles logic errors
                 _log.exception("runtime.worker_error", job_id=job.job_id)
 
-    def _grow(self) -> None:
-        """Start one more worker for the task just queued, until the pool is full.
+    def _grow(self, late: bool = False) -> None:
+        """Start one more worker for the task just queued, until the pool is full
+        (``late``: for a task ``exec`` queued while starting a job, see below).
 
         The pool grows with its first ``thread_pool_size`` tasks, as ``ThreadPoolExecutor``
         does, rather than all at once on the first job: a runtime starts no more threads than
@@ -357,6 +358,15 @@ class Runtime:
         """
         with self._hot:
             if not self._growing:
+                if late and self._closed:
+                    # ``shutdown(wait=False)`` stopped the pool's growth between ``Job.start``
+                    # queuing this task and ``exec`` growing for it: the (cancelled) job's task
+                    # still needs a worker to end it, or the job never settles. One that stops
+                    # after it: its sentinel follows every task already queued.
+                    t = threading.Thread(target=self._worker, name="routilux-worker-late",
+                                         daemon=True)
+                    t.start()
+                    self._queue.put(None)
                 return
             i = len(self._workers)
             t = threading.Thread(target=self._worker, name=f"routilux-worker-{i}", daemon=True)
@@ -486,7 +496,7 @@ class Runtime:
             with job.lock:
                 owed, job.owed = job.owed, -1
             for _ in range(owed):
-                self._grow()
+                self._grow(late=True)
         return state
 
     def _check_resumable(self, state: JobState, flow: Flow) -> None:
