@@ -400,8 +400,9 @@ def test_a_page_left_while_it_loads_never_draws_into_the_next_one(
     assert held, "the job page never asked for the job"
     page.goto(f"{server.base_url}/#/flows/pipeline")  # leave it while it waits
     page.locator("main h1", has_text="Flow pipeline").wait_for()
-    held[0].continue_()  # the left page gets its answer and goes on rendering, detached
-    page.wait_for_timeout(300)
+    with page.expect_event("requestfinished", lambda r: r.url.endswith(job.job_id)):
+        held[0].continue_()  # the left page gets its answer and goes on rendering, detached
+    page.wait_for_timeout(300)  # (its remaining requests and drawing: 2 graphs before the fix)
     assert page.locator("main h1").all_inner_texts() == ["Flow pipeline"]
     assert page.locator(".graph-scroll").count() == 1
 
