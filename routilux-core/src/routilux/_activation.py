@@ -205,4 +205,3 @@ class RoutineStats:
                 "total": self.total,
             },
         }
-

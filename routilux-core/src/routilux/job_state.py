@@ -381,7 +381,7 @@ def _new_state(
     the two field by field, so a field added to the class and not here fails it)."""
     s: JobState = _object_new(JobState)
     s.flow_id = flow_id
-    s.job_id = f"{random.getrandbits(128) & _UUID_KEEP | _UUID_SET:032x}"  # (``_new_job_id``)
+    s.job_id = _new_job_id()
     s.status = _PENDING
     s.created_at = _new_timestamp()
     s.started_at = s.finished_at = None
@@ -408,5 +408,3 @@ def _new_state(
 
 
 _PENDING = JobStatus.PENDING
-
-

@@ -423,9 +423,8 @@ class Runtime:
             raise ConfigurationError(
                 f"entry_params must be a dict of parameters, got {type(entry_params).__name__}"
             )
-        if plan.custom_strategies:
-            for strategy in plan.custom_strategies:
-                self._custom_strategy(strategy)  # unknown names fail here, before the job starts
+        for strategy in plan.custom_strategies:
+            self._custom_strategy(strategy)  # unknown names fail here, before the job starts
         if timeout is None:
             timeout = plan.execution_timeout
         if job_state is None:
