@@ -14,13 +14,11 @@ from typing import Any
 import structlog
 
 from . import _job_control as control
+from . import _plan  # noqa: F401  (loaded with the runtime: see below)
 from ._activation import Activation, YieldingLock
 from ._async import DEFAULT_ASYNC_CONCURRENCY, AsyncEngine, NotifyingCondition, await_condition
 from ._durable import DurableJob, flow_document
 from ._job import Job
-# (``Flow.plan`` imports the plan compiler lazily, to break an import cycle: loaded here, with
-# the runtime, so that compiling it is not on the first job's critical path)
-from . import _plan  # noqa: F401
 from ._remote import RemoteDispatch, resolve_executor
 from ._timers import TimerWheel
 from .clock import Clock, SystemClock
@@ -45,6 +43,9 @@ from .tracking import DEFAULT_QUEUE_SIZE, ExecutionTracker, TrackingHub, build_s
 from .tracking._hub import plugin_sinks
 
 __all__ = ["Runtime"]
+
+# ``Flow.plan`` imports the plan compiler lazily (an import cycle); it is imported above so that
+# loading it is not on the first job's critical path (a fresh process's first ``exec``).
 
 _log = structlog.get_logger("routilux.runtime")
 
