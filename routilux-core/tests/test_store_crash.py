@@ -15,6 +15,9 @@ a new process (``runtime.recover()``) until it completes, and checks:
 * ``PRAGMA integrity_check`` is ok after every crash; the final result equals an
   uninterrupted run's.
 
+A child may die at its crash point before it has said which job it started (the job's worker
+runs while ``exec`` returns): the parent then finds the job in the store and resumes it.
+
 The figures are printed (``pytest -s``) and recorded in docs/persistence.md. Set
 ``ROUTILUX_SLOW=1`` for ten times more random kills.
 """
