@@ -320,6 +320,7 @@ class Crashes:
             f"{'postgres' if self.pg else 'sqlite'}, synchronous={self.sync}, "
             f"{'pipelined' if self.pipelined else 'waiting'} commits): "
             f"jobs={self.jobs} random_kills={self.kills} crash_point_kills={self.point_crashes} "
+            f"(before_the_job_was_reported={self.unreported}) "
             f"completed_lost={self.lost} completed_rerun={self.completed_reruns} "
             f"inflight_reruns={self.inflight_reruns} "
             f"max_inflight_reruns_per_crash={self.max_reruns_per_crash} "
