@@ -65,16 +65,27 @@ core_dealloc(TrackerCore *self)
     Py_DECREF(tp);
 }
 
-/* Append the eight new references in ``items`` to ``buf`` (stealing them). */
+/* Append the eight new references in ``items`` to ``buf`` (stealing them). While the list's
+ * array has room (it over-allocates as it grows, and the drain empties it), the items are
+ * stored in place and the size raised once, as ``list.append`` does for one; else through
+ * ``PyList_Append``, which grows it. */
 static int
 append8(PyObject *buf, PyObject **items)
 {
+    PyListObject *list = (PyListObject *)buf;
+    Py_ssize_t n = PyList_GET_SIZE(buf);
     int i;
+    if (list->allocated - n >= W) {
+        for (i = 0; i < W; i++) {
+            list->ob_item[n + i] = items[i]; /* steals the reference */
+        }
+        Py_SET_SIZE(list, n + W);
+        return 0;
+    }
     for (i = 0; i < W; i++) {
         if (PyList_Append(buf, items[i]) < 0) {
             /* out of memory: the items appended so far would tear the record; take them back */
-            Py_ssize_t n = PyList_GET_SIZE(buf);
-            PyList_SetSlice(buf, n - i, n, NULL);
+            PyList_SetSlice(buf, n, n + i, NULL);
             for (i = 0; i < W; i++) {
                 Py_DECREF(items[i]);
             }
