@@ -41,8 +41,6 @@ from .errors import (
 )
 from .job_state import ExecutionRecord, JobState, JobStatus, _completed_record
 from .slot import Overflow
-from .tracking._hub import _DEPTH_EVERY
-from .tracking._wire import K_EMITTED, K_PAIR, PAIR_SHIFT
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -351,15 +349,10 @@ class Job:
             self.stats[ri].payloads_out += 1
             tracker = self.tracker
             if tracker is not None:
-                # JobTracker.emitted, inlined (keep the two alike; a Python call would cost
-                # a fifth of the record): the layout is tracking/_wire.py's; the slow path
-                # (queue past half, a depth sample due) is the method.
-                tracker.seq = tseq = tracker.seq + 1
-                buf = tracker.buf
-                if tseq % _DEPTH_EVERY and len(buf) < tracker.half:
-                    buf += (K_EMITTED, tracker.tok, tseq, _pc(), act.ri, act.seq, event,
-                            id(payload))
-                else:
+                # (``JobTracker.emitted``, one call less: the compiled recorder's fast path,
+                # then the slow one if the queue is past half or a depth sample is due)
+                tseq = tracker.emitted_fast(act.ri, act.seq, event, payload)
+                if tseq is not None:
                     tracker.emitted_at(tseq, act, event, payload, targets)
             if targets:
                 self._deliver_locked(targets, payload)
@@ -546,11 +539,6 @@ class Job:
                     return
                 if tracker is not None:
                     tracker.started(act)
-                    # For the inlined pair below: a fast routine's only slot, and the job's
-                    # token and the routine in one item (tracking/_wire.py, K_PAIR).
-                    s0 = (self.plan.slot_names[ri][0]
-                          if self.fastq[ri] >= 0 and ri < 1 << PAIR_SHIFT else "")
-                    rtok = tracker.tok << PAIR_SHIFT | ri
         # With one activation at a time and no timeout nothing else writes this routine's
         # stats or could abandon the activation, so success is recorded outside the lock
         # (``unlocked_record``). Taking the next activation of a fast routine runs no policy
@@ -620,8 +608,8 @@ class Job:
                         q = self.queues[qi]
                         if q:
                             self.seq = seq = self.seq + 1
-                            nxt = new_activation(ri, {fslot: [q.popleft()]},
-                                                 _IMMEDIATE_MESSAGE, 0, seq)
+                            tp = q.popleft()  # (kept for the tracking pair below)
+                            nxt = new_activation(ri, {fslot: [tp]}, _IMMEDIATE_MESSAGE, 0, seq)
                             if durable is not None:
                                 durable.claim(nxt)
                             if self.blocked_producers:
@@ -631,6 +619,7 @@ class Job:
                             nxt = None
                     else:
                         nxt = self._take_locked(ri)
+                        tp = None
                     if nxt is None:
                         if fin:
                             tracker.finished(act, t1, t1 - t0)  # type: ignore[union-attr]
@@ -653,22 +642,12 @@ class Job:
                     if tracker is not None:
                         if not fin:
                             tracker.started(nxt)
-                        else:
-                            # JobTracker.finished_started's common case, inlined (the same two
-                            # records): the finished record and nxt's started record as one raw
-                            # record of 8 items (tracking/_wire.py, K_PAIR). A fast routine has
-                            # one slot (s0): nxt's input is one payload on it.
-                            try:
-                                (tp,) = nxt.slot_data[s0]
-                            except (KeyError, ValueError):  # not one payload on s0
-                                tracker.finished_started(act, t1, t1 - t0, nxt)
-                            else:
-                                buf = tracker.buf
-                                if len(buf) < tracker.half and not (act.attempt or nxt.attempt):
-                                    tracker.seq = tseq = tracker.seq + 2
-                                    buf += (K_PAIR, rtok, tseq, t1, t0, act.seq, nxt.seq, id(tp))
-                                else:
-                                    tracker.finished_started(act, t1, t1 - t0, nxt)
+                        # The finished record and nxt's started record as one raw record
+                        # (tracking/_wire.py, K_PAIR) when nxt came from the inline take above
+                        # (a first attempt on the one payload ``tp``), else the general way.
+                        elif (tp is None or act.attempt
+                              or not tracker.pair(ri, t1, t0, act.seq, nxt.seq, tp)):
+                            tracker.finished_started(act, t1, t1 - t0, nxt)
                     act = nxt
                 finally:
                     raw.release()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._hub import DEFAULT_QUEUE_SIZE, JobTracker, TrackingHub, TrackingSink
+from ._hub import ACCELERATED, DEFAULT_QUEUE_SIZE, JobTracker, TrackingHub, TrackingSink
 from .lineage import PayloadTrace, follow_payload, summarize
 from .metrics import ExecutionTracker, job_metrics
 from .records import (
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from .prometheus import PrometheusSink
 
 __all__ = [
+    "ACCELERATED",
     "DEFAULT_QUEUE_SIZE",
     "RECORD_KINDS",
     "ActivationFailed",

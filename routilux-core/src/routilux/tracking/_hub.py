@@ -15,8 +15,10 @@ chunks and builds records when read.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
+import os
 import threading
 import time
 from collections import deque
@@ -37,11 +39,13 @@ from ._wire import (
     K_JOB_FINISHED,
     K_JOB_STARTED,
     K_OBJ,
+    K_PAIR,
     K_PAUSED,
     K_RESUMED,
     K_RETRIED,
     K_SKIPPED,
     K_STARTED,
+    PAIR_SHIFT,
     JobInfo,
     W,
 )
@@ -95,7 +99,67 @@ def _inputs(slot_data: dict[str, list[Any]]) -> tuple[Any, ...]:
     return tuple(out)
 
 
-class JobTracker:
+class _PyTrackerCore:
+    """The hot-path fields and methods of a job's tracker, in Python: the compiled
+    ``_crec.TrackerCore`` (tracking/_crec.c) does exactly this, faster; this class is used
+    where that module was not built, or with ``ROUTILUX_PURE_PYTHON=1``."""
+
+    __slots__ = ("buf", "cap", "half", "seq", "tok")
+
+    def __init__(self) -> None:
+        self.buf: list[Any] = []
+        self.tok = self.seq = self.half = self.cap = 0
+
+    def emitted_fast(self, ri: int, aseq: int, event: str, payload: Any) -> int | None:
+        """Count the job's next record and queue it as ``payload.emitted`` the cheap way;
+        None when queued, else its ``seq`` for the slow path (``JobTracker.emitted_at``): the
+        queue is past half its bound, or a queue-depth sample is due."""
+        self.seq = seq = self.seq + 1
+        buf = self.buf
+        if seq % _DEPTH_EVERY and len(buf) < self.half:
+            buf += (K_EMITTED, self.tok, seq, _pc(), ri, aseq, event, id(payload))
+            return None
+        return seq
+
+    def pair(self, ri: int, t1: float, t0: float, aseq: int, nseq: int, payload: Any) -> bool:
+        """Queue activation ``aseq`` of routine ``ri`` finished at ``t1`` (started at ``t0``)
+        and activation ``nseq`` started on ``payload``, the one input of its routine's one
+        slot, both first attempts, as one ``K_PAIR`` raw record (tracking/_wire.py). False,
+        with nothing counted or queued, when the queue is past half its bound or ``ri`` does
+        not fit the packed token: the caller then writes the two records the general way."""
+        buf = self.buf
+        if len(buf) >= self.half or not 0 <= ri < 1 << PAIR_SHIFT:
+            return False
+        self.seq = seq = self.seq + 2
+        buf += (K_PAIR, self.tok << PAIR_SHIFT | ri, seq, t1, t0, aseq, nseq, id(payload))
+        return True
+
+
+_TrackerCore = _PyTrackerCore
+if not TYPE_CHECKING and not os.environ.get("ROUTILUX_PURE_PYTHON"):
+    # (an ImportError: not built, e.g. no C compiler where Routilux was installed)
+    with contextlib.suppress(ImportError):
+        from ._crec import TrackerCore as _TrackerCore
+
+
+
+def _py_take(buf: list[Any]) -> tuple[Any, ...]:
+    """Remove every item of ``buf`` and return them as a tuple (the drain's chunk); the
+    compiled ``_crec.take`` also keeps the collector from walking it (see there)."""
+    chunk = tuple(buf)
+    del buf[: len(chunk)]
+    return chunk
+
+
+_take = _py_take
+if not TYPE_CHECKING and _TrackerCore is not _PyTrackerCore:
+    from ._crec import take as _take
+
+ACCELERATED = _TrackerCore is not _PyTrackerCore
+"""True when the compiled recorder (tracking/_crec.c) is in use."""
+
+
+class JobTracker(_TrackerCore):
     """Hot-path side of tracking for one job: appends raw records to the hub's queue.
 
     Every method is called with the job's lock held, which orders the job's records and makes
@@ -107,7 +171,7 @@ class JobTracker:
     order.
     """
 
-    __slots__ = ("buf", "cap", "dropped", "half", "hub", "queues", "seq", "t_start", "tok")
+    __slots__ = ("dropped", "hub", "queues", "t_start")
 
     def __init__(self, hub: TrackingHub, job: Job) -> None:
         self.hub = hub
@@ -207,13 +271,10 @@ class JobTracker:
     def emitted(self, act: Activation, event: str, payload: Any, targets: Any) -> None:
         """``act`` emitted ``payload`` on ``event`` (to ``targets``, before delivery).
 
-        ``Job.emit`` inlines this method's common case (keep the two alike)."""
-        self.seq = seq = self.seq + 1
-        buf = self.buf
-        if seq % _DEPTH_EVERY and len(buf) < self.half:
-            buf += (K_EMITTED, self.tok, seq, _pc(), act.ri, act.seq, event, id(payload))
-            return
-        self.emitted_at(seq, act, event, payload, targets)
+        ``Job.emit`` makes the same two calls itself (one call less per message)."""
+        seq = self.emitted_fast(act.ri, act.seq, event, payload)
+        if seq is not None:
+            self.emitted_at(seq, act, event, payload, targets)
 
     def emitted_at(self, seq: int, act: Activation, event: str, payload: Any,
                    targets: Any) -> None:
@@ -458,14 +519,14 @@ class TrackingHub:
             # next round (chasing them would hand the GIL back and forth with the workers).
             ended = len(self._ended)  # read first: their job.finished records are in the chunk
             if buf:
-                # ``tuple(buf)`` is one C call (no writer runs meanwhile: the GIL), and writers
-                # only ever extend the end by whole records, so the chunk is whole records and
-                # deleting exactly its items leaves later ones intact. A tuple of atoms: the
-                # collector untracks it at its first pass, where a kept list would be walked
-                # item by item by every collection it lives through.
-                chunk = tuple(buf)
+                # Writers only ever extend the end by whole records and this thread is the
+                # only remover, so the chunk is whole records and deleting exactly its items
+                # leaves later ones intact. A tuple of atoms (and tuples of atoms): the compiled
+                # ``take`` hands it over untracked by the cyclic garbage collector; the pure
+                # one's is untracked by the collector's first pass (a kept list would be walked
+                # item by item by every collection it lives through).
+                chunk = _take(buf)
                 n = len(chunk)
-                del buf[:n]
                 self._dispatch(chunk, ended)
                 with done:
                     self._taken += n
