@@ -25,9 +25,9 @@ from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from ._activation import Activation, RoutineStats, YieldingLock, new_activation
+from ._activation import Activation, RoutineStats, _acquire_contended, new_activation
 from ._async import NotifyingCondition
-from ._context import CURRENT, ActivationContext, new_context
+from ._context import CURRENT, ActivationContext
 from .activation_policies import _IMMEDIATE_MESSAGE, PolicyView
 from .error_handling import ErrorStrategy, Failure
 from .errors import (
@@ -63,6 +63,7 @@ _SOURCE_MESSAGE = MappingProxyType({"policy": "source"})
 
 _pc = time.perf_counter
 _now = datetime.now
+_object_new = object.__new__
 
 
 class Job:
@@ -89,7 +90,9 @@ class Job:
         self.flow_name = flow_name
         self.timeout = timeout
         self.lock = threading.Lock()
-        self.hot = YieldingLock(self.lock)  # the job lock, for the per-message paths
+        # The job lock, for the per-message paths: the job is its own ``YieldingLock``
+        # (``__enter__``/``__exit__``/``contended`` below), one object per job fewer.
+        self.hot: Job = self
         self._cond: NotifyingCondition | None = None  # created on first use (rare)
         # ``wait_settled`` callers: one locked lock each, released when the job settles.
         self.waiters: list[threading.Lock] | None = None
@@ -114,9 +117,14 @@ class Job:
         # A single-slot routine with the immediate policy takes straight from its queue
         # (fastq[ri] is that queue's index, else -1) and gets a PolicyView only if asked.
         self.fastq = plan.fast_queues
-        self.views: list[PolicyView | None] = list(plan.no_views)
-        for ri in plan.policy_routines:
-            self.views[ri] = self._make_view(ri)
+        # Views of the routines with a policy; without one, the plan's shared all-None tuple
+        # (``view`` makes a list of it on the first view asked for).
+        if plan.policy_routines:
+            self.views: list[PolicyView | None] = list(plan.no_views)
+            for ri in plan.policy_routines:
+                self.views[ri] = self._make_view(ri)
+        else:
+            self.views = plan.no_views  # type: ignore[assignment]
         self.outstanding = 0
         self.ntasks = 0
         # Workers owed to the pool for tasks queued while ``Runtime.exec`` starts this job
@@ -139,6 +147,19 @@ class Job:
         # The job's durable-store link (set by the runtime when it has a store), or None.
         self.durable: DurableJob | None = None
         state._live = self
+
+    # -- the job lock as a ``YieldingLock`` (``self.hot is self``) ----------------------------
+
+    def __enter__(self) -> None:
+        if not self.lock.acquire(False):
+            _acquire_contended(self.lock)
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+    def contended(self) -> None:
+        """Take the job lock after a first ``acquire(False)`` failed (``YieldingLock``)."""
+        _acquire_contended(self.lock)
 
     def condition(self) -> NotifyingCondition:
         """The job's condition (on its lock), created on first use; call with the lock held."""
@@ -320,7 +341,10 @@ class Job:
                     pass
             if self.timeout is not None:
                 self.job_timer = self.timers.call_later(self.timeout, self._on_job_timeout)
-            self._done_locked()
+            # ``_done_locked()``, inlined
+            self.outstanding -= 1
+            if self.outstanding == 0 and not self.stopped:
+                self._quiescent_locked()
 
     # -- the hot path ------------------------------------------------------------------------
 
@@ -393,6 +417,7 @@ class Job:
         maxc = self.maxc
         stats = self.stats
         paused = self.paused
+        runtime = self.runtime
         for di, qi in targets:
             queues[qi].append(payload)
             stats[di].payloads_in += 1
@@ -410,7 +435,17 @@ class Job:
                     if self.blocked_producers:
                         self._notify_locked()
                     self.executing.add(act)
-                    self._spawn_locked(di, act)
+                    # ``_spawn_locked(di, act)`` and ``Runtime._submit``, inlined
+                    tasks[di] += 1
+                    self.ntasks += 1
+                    self.outstanding += 1
+                    aio = self.aio
+                    if aio is not None and aio[di]:
+                        runtime._aio.submit(self, di, act)
+                    else:
+                        runtime._submit_put((self, di, act))
+                        if runtime._growing:
+                            runtime._grow_for(self)
                     continue
                 # ``_try_start_locked(di)``, one call less per payload (a failing policy may
                 # stop the job mid-loop)
@@ -562,7 +597,11 @@ class Job:
         stats = self.stats[ri]
         epoch = self.epoch
         durable = self.durable
-        ctx = new_context(self, ri, routine)
+        ctx = _object_new(ActivationContext)  # ``new_context(self, ri, routine)``, inlined
+        ctx.job = self
+        ctx.routine_index = ri
+        ctx.routine = routine
+        ctx.activation = None
         remote = self.runtime._remote  # None: logic runs here (the thread pool's fast path)
         token = CURRENT.set(ctx)
         ran = 0
@@ -1015,9 +1054,10 @@ class Job:
                 if handle is not None:
                     handle.cancel()
                     timers[i] = None
-        for act in self.retry_waiting:
-            if act.timer is not None:
-                act.timer.cancel()
+        if self.retry_waiting:  # (no iterator made over the shared empty set)
+            for act in self.retry_waiting:
+                if act.timer is not None:
+                    act.timer.cancel()
         if self.job_timer is not None:
             self.job_timer.cancel()
             self.job_timer = None
@@ -1035,8 +1075,12 @@ class Job:
         finally:
             # Last, so a woken ``wait_job`` caller finds the retention already updated, as it
             # did when it had to take the job lock back to return (and even if that raised).
-            if settle and self.waiters is not None:
-                self._release_waiters_locked()
+            if settle:
+                waiters = self.waiters  # (``_release_waiters_locked``, inlined)
+                if waiters is not None:
+                    self.waiters = None
+                    for waiter in waiters:
+                        waiter.release()
 
     def _compact_locked(self) -> None:
         """Let go of the scheduling structures of a completed job, which is kept (for
