@@ -71,7 +71,7 @@ class Job:
 
     __slots__ = (
         "_cond", "aio", "blocked_producers", "caps", "completing", "durable", "epoch",
-        "executing", "fastq", "flow_name", "hot", "job_id", "job_timer", "keep_open", "lock",
+        "executing", "fastq", "flow_name", "job_id", "job_timer", "keep_open", "lock",
         "maxc", "ntasks", "outstanding", "owed", "pause_reason", "paused", "plan", "policies",
         "policy_timers", "queues",
         "restored_retries", "retry_ready", "retry_waiting", "routes", "runtime", "seq",
@@ -90,9 +90,6 @@ class Job:
         self.flow_name = flow_name
         self.timeout = timeout
         self.lock = threading.Lock()
-        # The job lock, for the per-message paths: the job is its own ``YieldingLock``
-        # (``__enter__``/``__exit__``/``contended`` below), one object per job fewer.
-        self.hot: Job = self
         self._cond: NotifyingCondition | None = None  # created on first use (rare)
         # ``wait_settled`` callers: one locked lock each, released when the job settles.
         self.waiters: list[threading.Lock] | None = None
@@ -112,7 +109,7 @@ class Job:
         self.retry_waiting: set[Activation] = _NOTHING  # type: ignore[assignment]
         self.executing: set[Activation] = set()
         self.policy_timers: list[TimerHandle | None] | None = None
-        self.stats = [RoutineStats() for _ in range(n)]
+        self.stats = [RoutineStats() for _ in plan.no_tasks]  # (n routines, no range made)
         self.timers = runtime._timers
         # A single-slot routine with the immediate policy takes straight from its queue
         # (fastq[ri] is that queue's index, else -1) and gets a PolicyView only if asked.
@@ -149,6 +146,14 @@ class Job:
         state._live = self
 
     # -- the job lock as a ``YieldingLock`` (``self.hot is self``) ----------------------------
+
+    @property
+    def hot(self) -> Job:
+        """The job lock, for the per-message paths: the job is its own ``YieldingLock``
+        (``__enter__``/``__exit__``/``contended``), one object per job fewer. A property, not
+        an attribute: ``self.hot = self`` would make every job a reference cycle, left to the
+        cyclic collector when forgotten instead of freed at once (docs/performance.md)."""
+        return self
 
     def __enter__(self) -> None:
         if not self.lock.acquire(False):
@@ -364,7 +369,7 @@ class Job:
             return
         lock = self.lock
         if not lock.acquire(False):  # the job lock, entered as YieldingLock does
-            self.hot.contended()
+            self.contended()
         try:
             act = ctx.activation
             if self.stopped or act is None or act.abandoned:
@@ -564,7 +569,7 @@ class Job:
 
     def run_task(self, ri: int, act: Activation) -> None:
         """Run activations of routine ``ri`` on this worker until the policy yields none."""
-        lock = self.hot
+        lock = self  # (``self.hot``)
         raw = self.lock
         tracker = self.tracker
         # Untracked and running, there is nothing to do under the lock before the logic runs
@@ -627,8 +632,16 @@ class Job:
                     decision, err = durable.finish(ri, act, err)
                 recorded = False
                 if unlocked_record and err is None and not act.abandoned:
-                    stats.record(t1 - t0)
-                    history.append(_completed_record(rid, t0 + epoch, t1 - t0, act.attempt))
+                    took = t1 - t0
+                    stats.record(took)
+                    rec = _object_new(ExecutionRecord)  # ``_completed_record(...)``, inlined
+                    rec.routine_id = rid
+                    rec.status = "completed"
+                    rec.started_at = t0 + epoch
+                    rec.duration = took
+                    rec.attempt = act.attempt
+                    rec.error = None
+                    history.append(rec)
                     recorded = True
                 if not raw.acquire(False):  # ``with lock``, the uncontended case inlined
                     lock.contended()

@@ -303,7 +303,8 @@ class Runtime:
                     cond = self._cond
                     if cond._waiters or cond.futures:  # (nobody waits: nothing to notify)
                         cond.notify_all()
-            now = time.monotonic()
+            # (the time is read only for the age limit)
+            now = 0.0 if self._finished_ttl is None else time.monotonic()
             finished = self._finished
             finished[job.job_id] = now
             if len(finished) > self._max_finished:  # (retention full: the steady state)
