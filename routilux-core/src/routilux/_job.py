@@ -424,17 +424,29 @@ class Job:
         paused = self.paused
         runtime = self.runtime
         for di, qi in targets:
-            queues[qi].append(payload)
+            q = queues[qi]
             stats[di].payloads_in += 1
             if tasks[di] < maxc[di] and not paused and not self.stopped:
                 if self.fastq[di] >= 0 and self.retry_ready is None:
-                    # ``_take_locked(di)`` of a queue-served routine (its one queue is qi,
-                    # not empty), inlined
+                    # ``_take_locked(di)`` of a queue-served routine (its one queue is qi),
+                    # inlined: the payload is queued and the first queued one taken (the
+                    # payload itself when the queue is empty, without passing through it)
+                    if q:
+                        q.append(payload)
+                        first = q.popleft()
+                    else:
+                        first = payload
                     self.seq = seq = self.seq + 1
-                    act = new_activation(
-                        di, {self.plan.fast_slots[di]: [queues[qi].popleft()]},
-                        _IMMEDIATE_MESSAGE, 0, seq,
-                    )
+                    act = _object_new(Activation)  # ``new_activation(...)``, inlined
+                    act.ri = di
+                    act.slot_data = {self.plan.fast_slots[di]: [first]}
+                    act.message = _IMMEDIATE_MESSAGE
+                    act.attempt = 0
+                    act.seq = seq
+                    act.abandoned = False
+                    act.finished = False
+                    act.timer = None
+                    act.due = 0.0
                     if self.durable is not None:
                         self.durable.claim(act)
                     if self.blocked_producers:
@@ -452,11 +464,14 @@ class Job:
                         if runtime._growing:
                             runtime._grow_for(self)
                     continue
+                q.append(payload)
                 # ``_try_start_locked(di)``, one call less per payload (a failing policy may
                 # stop the job mid-loop)
                 act = self._take_locked(di)  # type: ignore[assignment]
                 if act is not None:
                     self._spawn_locked(di, act)
+            else:
+                q.append(payload)
 
     def _make_room_locked(self, targets: tuple[Target, ...]) -> None:
         plan = self.plan
@@ -1082,7 +1097,15 @@ class Job:
         if settle:
             self.settled = True
         if status is JobStatus.COMPLETED and self.ntasks == 0:
-            self._compact_locked()
+            plan = self.plan
+            # ``_compact_locked()``, inlined for a job without views
+            if self.views is plan.no_views:  # type: ignore[comparison-overlap]
+                self.queues = plan.empty_queues  # type: ignore[assignment]
+                self.executing = self.retry_waiting = _NOTHING  # type: ignore[assignment]
+                self.tasks = plan.no_tasks  # type: ignore[assignment]
+                self._cond = None
+            else:
+                self._compact_locked()
         try:
             self.runtime._job_finished(self, settled=settle)  # one runtime-lock trip for both
         finally:
