@@ -14,13 +14,14 @@ from typing import Any
 import structlog
 
 from . import _job_control as control
+
+# (``Flow.plan`` imports the plan compiler lazily, to break an import cycle: loaded here, with
+# the runtime, so that compiling it is not on the first job's critical path)
+from . import _plan  # noqa: F401
 from ._activation import Activation, YieldingLock
 from ._async import DEFAULT_ASYNC_CONCURRENCY, AsyncEngine, NotifyingCondition, await_condition
 from ._durable import DurableJob, flow_document
 from ._job import Job
-# (``Flow.plan`` imports the plan compiler lazily, to break an import cycle: loaded here, with
-# the runtime, so that compiling it is not on the first job's critical path)
-from . import _plan  # noqa: F401
 from ._remote import RemoteDispatch, resolve_executor
 from ._timers import TimerWheel
 from .clock import Clock, SystemClock
