@@ -145,3 +145,34 @@ class TestJobObjects:
                 gc.enable()
             # the two kept, and at most one more per worker (its last task's local reference)
             assert alive <= 2 + 2
+
+    def test_delivered_activations_have_every_slot_of_the_class(self) -> None:
+        # ``_deliver_locked`` builds a queue-served routine's activation inline: every slot
+        # as ``Activation.__init__`` sets it (an unset slot would raise on reading).
+        from routilux._activation import Activation
+        from routilux._context import CURRENT
+
+        seen: list[tuple[Activation, dict]] = []
+
+        class Probe(Routine):
+            def __init__(self) -> None:
+                super().__init__()
+                self.add_slot("in")
+
+                def logic(slot_data, message, state) -> None:
+                    ctx = CURRENT.get()
+                    act = ctx.activation
+                    seen.append((act, {n: getattr(act, n) for n in Activation.__slots__}))
+
+                self.set_logic(logic)
+
+        flow = chain(2)
+        flow.add_routine(Probe(), "probe")
+        flow.connect("r1", "out", "probe", "in")
+        with Runtime(thread_pool_size=2, flow_registry=FlowRegistry()) as rt:
+            state = rt.exec(flow, entry_params={"x": 7})
+            assert rt.wait_job(state.job_id, WAIT)
+        ((act, fields),) = seen
+        made = Activation(act.ri, act.slot_data, act.message, 0, act.seq)
+        assert fields == {n: getattr(made, n) for n in Activation.__slots__}
+        assert fields["slot_data"] == {"in": [{"x": 7}]} and fields["attempt"] == 0
