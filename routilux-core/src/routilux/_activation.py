@@ -21,6 +21,7 @@ _DURATION_SAMPLES = 1024
 
 _INF = float("inf")
 _SAMPLE = struct.Struct("d")
+_PAIR = struct.Struct("dd")
 _RING_BYTES = _DURATION_SAMPLES * _SAMPLE.size
 
 _SPINS = 50
@@ -64,12 +65,17 @@ class YieldingLock:
             finally:
                 lock.release()
         """
-        acquire = self.lock.acquire
-        for _ in range(_SPINS):
-            _yield(0)
-            if acquire(False):
-                return
-        acquire()
+        _acquire_contended(self.lock)
+
+
+def _acquire_contended(lock: threading.Lock) -> None:
+    """``YieldingLock.contended`` of ``lock`` (also used by ``Job``, its own yielding lock)."""
+    acquire = lock.acquire
+    for _ in range(_SPINS):
+        _yield(0)
+        if acquire(False):
+            return
+    acquire()
 
 
 class Activation:
@@ -151,35 +157,57 @@ class RoutineStats:
         self.dpos = 0  # next byte offset to overwrite once the ring is full
 
     def record(self, seconds: float) -> None:
-        self.activations += 1
-        self.total += seconds
-        if seconds < self.min:
-            self.min = seconds
-        if seconds > self.max:
-            self.max = seconds
+        # The first sample is not stored: while there is one, it is ``total`` (0.0 plus one
+        # duration is that duration, exactly), and most routines run once per job. The ring
+        # is made on the second, with both. Order of the writes (for a reader on another
+        # thread, ``_sample_data``): the ring before ``total``, ``total`` before
+        # ``activations``. One writer at a time per routine (the job lock, or the only
+        # activation running).
         samples = self._samples
         if samples is None:
-            self._samples = bytearray(_SAMPLE.pack(seconds))
+            if self.activations:
+                self._samples = bytearray(_PAIR.pack(self.total, seconds))
         elif len(samples) < _RING_BYTES:
             samples += _SAMPLE.pack(seconds)
         else:
             pos = self.dpos
             _SAMPLE.pack_into(samples, pos, seconds)
             self.dpos = (pos + _SAMPLE.size) % _RING_BYTES
+        self.total += seconds
+        self.activations += 1
+        if seconds < self.min:
+            self.min = seconds
+        if seconds > self.max:
+            self.max = seconds
+
+    def _sample_data(self) -> bytearray | bytes | None:
+        """The kept samples as packed doubles (the ring itself, or the one sample packed), or
+        None before the first. Reads ``activations`` and ``total`` before the ring: if the
+        ring is still absent then, no second sample had been added to ``total`` either."""
+        n = self.activations
+        total = self.total
+        samples = self._samples
+        if samples is not None:
+            return samples
+        return _SAMPLE.pack(total) if n else None
 
     @property
     def durations(self) -> array[float] | None:
         """The most recent activation durations in seconds (up to ``_DURATION_SAMPLES``, in
         no particular order; a copy), or None before the first."""
-        samples = self._samples
+        samples = self._sample_data()
         return None if samples is None else array("d", samples)
 
     def samples_into(self, target: deque[float]) -> None:
         """Append the kept durations to ``target`` (copied in one C call, so a concurrent
         ``record`` on a live job cannot interleave)."""
+        n = self.activations  # (the reads in ``_sample_data``'s order, without packing)
+        total = self.total
         samples = self._samples
-        if samples:
+        if samples is not None:
             target.extend(array("d", samples))
+        elif n:
+            target.append(total)
 
     def to_dict(self) -> dict[str, Any]:
         samples = sorted(self.durations or ())

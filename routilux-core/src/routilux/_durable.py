@@ -361,7 +361,7 @@ class DurableJob:
         else:
             outcome = "failed"
         routed: list[tuple[_Buffered, list[int]]] = []
-        with job.hot:  # pids are numbered, and commits queued, in one order
+        with job:  # (``job.hot``) pids are numbered, and commits queued, in one order
             if act.abandoned:  # its routine timeout came first and committed the outcome
                 return None, err
             act.finished = True  # from here a routine timeout no longer abandons it
@@ -461,7 +461,7 @@ class DurableJob:
         job = self.job
         if error is None and self.crash is not None:
             self.crash.reach("after_commit")
-        with job.hot:
+        with job:  # (``job.hot``: the job lock)
             try:
                 if error is not None:
                     # Not recorded: the job fails (and can be resumed from the store).

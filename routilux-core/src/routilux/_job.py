@@ -25,9 +25,9 @@ from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from ._activation import Activation, RoutineStats, YieldingLock, new_activation
+from ._activation import Activation, RoutineStats, _acquire_contended, new_activation
 from ._async import NotifyingCondition
-from ._context import CURRENT, ActivationContext, new_context
+from ._context import CURRENT, ActivationContext
 from .activation_policies import _IMMEDIATE_MESSAGE, PolicyView
 from .error_handling import ErrorStrategy, Failure
 from .errors import (
@@ -61,6 +61,7 @@ _SOURCE_MESSAGE = MappingProxyType({"policy": "source"})
 
 _pc = time.perf_counter
 _now = datetime.now
+_object_new = object.__new__
 
 
 class Job:
@@ -68,7 +69,7 @@ class Job:
 
     __slots__ = (
         "_cond", "aio", "blocked_producers", "caps", "completing", "durable", "epoch",
-        "executing", "fastq", "flow_name", "hot", "job_id", "job_timer", "keep_open", "lock",
+        "executing", "fastq", "flow_name", "job_id", "job_timer", "keep_open", "lock",
         "maxc", "ntasks", "outstanding", "owed", "pause_reason", "paused", "plan", "policies",
         "policy_timers", "queues",
         "restored_retries", "retry_ready", "retry_waiting", "routes", "runtime", "seq",
@@ -87,7 +88,6 @@ class Job:
         self.flow_name = flow_name
         self.timeout = timeout
         self.lock = threading.Lock()
-        self.hot = YieldingLock(self.lock)  # the job lock, for the per-message paths
         self._cond: NotifyingCondition | None = None  # created on first use (rare)
         # ``wait_settled`` callers: one locked lock each, released when the job settles.
         self.waiters: list[threading.Lock] | None = None
@@ -107,14 +107,19 @@ class Job:
         self.retry_waiting: set[Activation] = _NOTHING  # type: ignore[assignment]
         self.executing: set[Activation] = set()
         self.policy_timers: list[TimerHandle | None] | None = None
-        self.stats = [RoutineStats() for _ in range(n)]
+        self.stats = [RoutineStats() for _ in plan.no_tasks]  # (n routines, no range made)
         self.timers = runtime._timers
         # A single-slot routine with the immediate policy takes straight from its queue
         # (fastq[ri] is that queue's index, else -1) and gets a PolicyView only if asked.
         self.fastq = plan.fast_queues
-        self.views: list[PolicyView | None] = list(plan.no_views)
-        for ri in plan.policy_routines:
-            self.views[ri] = self._make_view(ri)
+        # Views of the routines with a policy; without one, the plan's shared all-None tuple
+        # (``view`` makes a list of it on the first view asked for).
+        if plan.policy_routines:
+            self.views: list[PolicyView | None] = list(plan.no_views)
+            for ri in plan.policy_routines:
+                self.views[ri] = self._make_view(ri)
+        else:
+            self.views = plan.no_views  # type: ignore[assignment]
         self.outstanding = 0
         self.ntasks = 0
         # Workers owed to the pool for tasks queued while ``Runtime.exec`` starts this job
@@ -137,6 +142,27 @@ class Job:
         # The job's durable-store link (set by the runtime when it has a store), or None.
         self.durable: DurableJob | None = None
         state._live = self
+
+    # -- the job lock as a ``YieldingLock`` (``self.hot is self``) ----------------------------
+
+    @property
+    def hot(self) -> Job:
+        """The job lock, for the per-message paths: the job is its own ``YieldingLock``
+        (``__enter__``/``__exit__``/``contended``), one object per job fewer. A property, not
+        an attribute: ``self.hot = self`` would make every job a reference cycle, left to the
+        cyclic collector when forgotten instead of freed at once (docs/performance.md)."""
+        return self
+
+    def __enter__(self) -> None:
+        if not self.lock.acquire(False):
+            _acquire_contended(self.lock)
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+    def contended(self) -> None:
+        """Take the job lock after a first ``acquire(False)`` failed (``YieldingLock``)."""
+        _acquire_contended(self.lock)
 
     def condition(self) -> NotifyingCondition:
         """The job's condition (on its lock), created on first use; call with the lock held."""
@@ -318,7 +344,10 @@ class Job:
                     pass
             if self.timeout is not None:
                 self.job_timer = self.timers.call_later(self.timeout, self._on_job_timeout)
-            self._done_locked()
+            # ``_done_locked()``, inlined
+            self.outstanding -= 1
+            if self.outstanding == 0 and not self.stopped:
+                self._quiescent_locked()
 
     # -- the hot path ------------------------------------------------------------------------
 
@@ -338,7 +367,7 @@ class Job:
             return
         lock = self.lock
         if not lock.acquire(False):  # the job lock, entered as YieldingLock does
-            self.hot.contended()
+            self.contended()
         try:
             act = ctx.activation
             if self.stopped or act is None or act.abandoned:
@@ -386,30 +415,56 @@ class Job:
         maxc = self.maxc
         stats = self.stats
         paused = self.paused
+        runtime = self.runtime
         for di, qi in targets:
-            queues[qi].append(payload)
+            q = queues[qi]
             stats[di].payloads_in += 1
             if tasks[di] < maxc[di] and not paused and not self.stopped:
                 if self.fastq[di] >= 0 and self.retry_ready is None:
-                    # ``_take_locked(di)`` of a queue-served routine (its one queue is qi,
-                    # not empty), inlined
+                    # ``_take_locked(di)`` of a queue-served routine (its one queue is qi),
+                    # inlined: the payload is queued and the first queued one taken (the
+                    # payload itself when the queue is empty, without passing through it)
+                    if q:
+                        q.append(payload)
+                        first = q.popleft()
+                    else:
+                        first = payload
                     self.seq = seq = self.seq + 1
-                    act = new_activation(
-                        di, {self.plan.fast_slots[di]: [queues[qi].popleft()]},
-                        _IMMEDIATE_MESSAGE, 0, seq,
-                    )
+                    act = _object_new(Activation)  # ``new_activation(...)``, inlined
+                    act.ri = di
+                    act.slot_data = {self.plan.fast_slots[di]: [first]}
+                    act.message = _IMMEDIATE_MESSAGE
+                    act.attempt = 0
+                    act.seq = seq
+                    act.abandoned = False
+                    act.finished = False
+                    act.timer = None
+                    act.due = 0.0
                     if self.durable is not None:
                         self.durable.claim(act)
                     if self.blocked_producers:
                         self._notify_locked()
                     self.executing.add(act)
-                    self._spawn_locked(di, act)
+                    # ``_spawn_locked(di, act)`` and ``Runtime._submit``, inlined
+                    tasks[di] += 1
+                    self.ntasks += 1
+                    self.outstanding += 1
+                    aio = self.aio
+                    if aio is not None and aio[di]:
+                        runtime._aio.submit(self, di, act)
+                    else:
+                        runtime._submit_put((self, di, act))
+                        if runtime._growing:
+                            runtime._grow_for(self)
                     continue
+                q.append(payload)
                 # ``_try_start_locked(di)``, one call less per payload (a failing policy may
                 # stop the job mid-loop)
                 act = self._take_locked(di)  # type: ignore[assignment]
                 if act is not None:
                     self._spawn_locked(di, act)
+            else:
+                q.append(payload)
 
     def _make_room_locked(self, targets: tuple[Target, ...]) -> None:
         plan = self.plan
@@ -522,7 +577,7 @@ class Job:
 
     def run_task(self, ri: int, act: Activation) -> None:
         """Run activations of routine ``ri`` on this worker until the policy yields none."""
-        lock = self.hot
+        lock = self  # (``self.hot``)
         raw = self.lock
         tracker = self.tracker
         # Untracked and running, there is nothing to do under the lock before the logic runs
@@ -550,7 +605,11 @@ class Job:
         stats = self.stats[ri]
         epoch = self.epoch
         durable = self.durable
-        ctx = new_context(self, ri, routine)
+        ctx = _object_new(ActivationContext)  # ``new_context(self, ri, routine)``, inlined
+        ctx.job = self
+        ctx.routine_index = ri
+        ctx.routine = routine
+        ctx.activation = None
         remote = self.runtime._remote  # None: logic runs here (the thread pool's fast path)
         token = CURRENT.set(ctx)
         ran = 0
@@ -576,8 +635,16 @@ class Job:
                     decision, err = durable.finish(ri, act, err)
                 recorded = False
                 if unlocked_record and err is None and not act.abandoned:
-                    stats.record(t1 - t0)
-                    history.append(_completed_record(rid, t0 + epoch, t1 - t0, act.attempt))
+                    took = t1 - t0
+                    stats.record(took)
+                    rec = _object_new(ExecutionRecord)  # ``_completed_record(...)``, inlined
+                    rec.routine_id = rid
+                    rec.status = "completed"
+                    rec.started_at = t0 + epoch
+                    rec.duration = took
+                    rec.attempt = act.attempt
+                    rec.error = None
+                    history.append(rec)
                     recorded = True
                 if not raw.acquire(False):  # ``with lock``, the uncontended case inlined
                     lock.contended()
@@ -994,9 +1061,10 @@ class Job:
                 if handle is not None:
                     handle.cancel()
                     timers[i] = None
-        for act in self.retry_waiting:
-            if act.timer is not None:
-                act.timer.cancel()
+        if self.retry_waiting:  # (no iterator made over the shared empty set)
+            for act in self.retry_waiting:
+                if act.timer is not None:
+                    act.timer.cancel()
         if self.job_timer is not None:
             self.job_timer.cancel()
             self.job_timer = None
@@ -1008,14 +1076,26 @@ class Job:
         if settle:
             self.settled = True
         if status is JobStatus.COMPLETED and self.ntasks == 0:
-            self._compact_locked()
+            plan = self.plan
+            # ``_compact_locked()``, inlined for a job without views
+            if self.views is plan.no_views:  # type: ignore[comparison-overlap]
+                self.queues = plan.empty_queues  # type: ignore[assignment]
+                self.executing = self.retry_waiting = _NOTHING  # type: ignore[assignment]
+                self.tasks = plan.no_tasks  # type: ignore[assignment]
+                self._cond = None
+            else:
+                self._compact_locked()
         try:
             self.runtime._job_finished(self, settled=settle)  # one runtime-lock trip for both
         finally:
             # Last, so a woken ``wait_job`` caller finds the retention already updated, as it
             # did when it had to take the job lock back to return (and even if that raised).
-            if settle and self.waiters is not None:
-                self._release_waiters_locked()
+            if settle:
+                waiters = self.waiters  # (``_release_waiters_locked``, inlined)
+                if waiters is not None:
+                    self.waiters = None
+                    for waiter in waiters:
+                        waiter.release()
 
     def _compact_locked(self) -> None:
         """Let go of the scheduling structures of a completed job, which is kept (for

@@ -30,7 +30,7 @@ __all__ = [
 
 
 def post(job: Job, ri: int, qi: int, payload: dict[str, Any]) -> None:
-    with job.hot:
+    with job:  # (``job.hot``: the job lock)
         if job.stopped:
             raise JobNotAcceptingWorkError(
                 f"job {job.job_id} is {job.state.status.value} and accepts no new work; "

@@ -6,7 +6,7 @@ import os
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from queue import SimpleQueue
 from types import TracebackType
 from typing import Any
@@ -33,7 +33,7 @@ from .errors import (
     UnknownTypeError,
 )
 from .flow import Flow
-from .job_state import DEFAULT_HISTORY_LIMIT, JobState, JobStatus, _new_state
+from .job_state import DEFAULT_HISTORY_LIMIT, ExecutionRecord, JobState, JobStatus, _new_state
 from .monitoring.flow_registry import FlowRegistry
 from .plugins import create_plugin_manager, get_plugin_manager
 from .registry import TypeRegistry, routine_types
@@ -160,6 +160,11 @@ class Runtime:
         self._max_finished = max_finished_jobs
         self._finished_ttl = finished_job_ttl
         self._history_limit = history_limit
+        # ``deque(maxlen=history_limit)`` per job, as a copy of an empty one (a C method call,
+        # without the keyword parsing of ``deque(maxlen=...)``)
+        self._new_history: Callable[[], deque[ExecutionRecord]] = deque(
+            maxlen=history_limit
+        ).copy
         self._queue: SimpleQueue[tuple[Job, int, Activation] | None] = SimpleQueue()
         self._submit_put = self._queue.put
         self._workers: list[threading.Thread] = []
@@ -260,10 +265,14 @@ class Runtime:
         """Queue a task (the job's lock held) and, while the pool is growing, grow it."""
         self._submit_put((job, ri, act))
         if self._growing:
-            if job.owed >= 0:
-                job.owed += 1  # the job is starting: ``exec`` grows the pool for it
-            else:
-                self._grow()
+            self._grow_for(job)
+
+    def _grow_for(self, job: Job) -> None:
+        """The pool is growing and ``job`` just queued a task: grow it (see ``_grow``)."""
+        if job.owed >= 0:
+            job.owed += 1  # the job is starting: ``exec`` grows the pool for it
+        else:
+            self._grow()
 
     def _settle(self, delta: int) -> None:
         with self._hot:
@@ -295,11 +304,20 @@ class Runtime:
                     cond = self._cond
                     if cond._waiters or cond.futures:  # (nobody waits: nothing to notify)
                         cond.notify_all()
-            now = time.monotonic()
-            self._finished[job.job_id] = now
-            while len(self._finished) > self._max_finished:
-                old, _ = self._finished.popitem(last=False)
-                self._forget(old)
+            # (the time is read only for the age limit)
+            now = 0.0 if self._finished_ttl is None else time.monotonic()
+            finished = self._finished
+            finished[job.job_id] = now
+            if len(finished) > self._max_finished:  # (retention full: the steady state)
+                jobs = self._jobs
+                while len(finished) > self._max_finished:
+                    old, _ = finished.popitem(last=False)
+                    # ``_forget(old)``, inlined
+                    gone = jobs.pop(old, None)
+                    if gone is not None:
+                        self._fold(gone)
+                        gone.state._live = None
+                        gone.views = gone.plan.no_views  # type: ignore[assignment]
             if self._finished_ttl is not None:
                 while self._finished:
                     old, at = next(iter(self._finished.items()))
@@ -326,6 +344,12 @@ class Runtime:
         tracker of its flow id and, if it was started by another name, that name's too."""
         flow_id = job.plan.flow_id
         trackers = self._flow_trackers
+        if job.flow_name == flow_id:  # (started with the Flow or its id: one tracker)
+            tracker = trackers.get(flow_id)
+            if tracker is not None:
+                trackers.move_to_end(flow_id)
+                tracker.add_job(job)
+                return
         for name in (flow_id,) if job.flow_name == flow_id else (flow_id, job.flow_name):
             tracker = trackers.get(name)
             if tracker is None:
@@ -434,7 +458,7 @@ class Runtime:
         if job_state is None:
             state = _new_state(  # (``JobState(flow_id=..., ...)``, without keyword binding)
                 flow.flow_id, dict(entry_params) if entry_params is not None else None,
-                keep_open, deque(maxlen=self._history_limit),
+                keep_open, self._new_history(),
             )
             deliver = not (keep_open and entry_params is None)
         else:
@@ -448,8 +472,11 @@ class Runtime:
                 f"flow {flow.flow_id!r}: cannot deliver entry parameters: {plan.entry_error}",
                 flow_id=flow.flow_id,
             )
-        # A refused resume must leave the saved state exactly as it was (nothing lost).
-        saved = (state.pending, state.in_flight, state.policy_states, state.status, state._live)
+        # A refused resume must leave the saved state exactly as it was (nothing lost); a new
+        # state is dropped with the job.
+        saved = None if job_state is None else (
+            state.pending, state.in_flight, state.policy_states, state.status, state._live
+        )
         try:
             job = Job(self, plan, state, keep_open=keep_open, flow_name=name, timeout=timeout)
             if job_state is not None:
@@ -482,8 +509,9 @@ class Runtime:
             finally:
                 lock.release()
         except BaseException:
-            (state.pending, state.in_flight, state.policy_states, state.status,
-             state._live) = saved
+            if saved is not None:
+                (state.pending, state.in_flight, state.policy_states, state.status,
+                 state._live) = saved
             raise
         entry = dict(entry_params) if entry_params is not None else dict(state.entry_params or {})
         if not self._growing:
@@ -624,7 +652,16 @@ class Runtime:
 
         Returns False if ``timeout`` seconds passed first.
         """
-        return self._live(job_id).wait_settled(timeout)
+        lock = self._lock  # (``_live``, inlined)
+        if not lock.acquire(False):
+            self._hot.contended()
+        try:
+            job = self._jobs.get(job_id)
+        finally:
+            lock.release()
+        if job is None:
+            job = self._live(job_id)  # raises UnknownJobError
+        return job.wait_settled(timeout)
 
     def wait_until_all_jobs_finished(self, timeout: float | None = None) -> bool:
         """Block until every job has drained or ended; False if ``timeout`` passed first.
