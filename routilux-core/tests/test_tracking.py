@@ -553,6 +553,23 @@ class TestIsolation:
             slow.release.set()
             rt.shutdown(timeout=10)
 
+    def test_flush_waits_for_a_chunk_still_being_delivered(self, registry: FlowRegistry) -> None:
+        # The drain thread has taken the queued records (the queue is empty) and is inside the
+        # sink with them: they are not delivered yet, so flush must not say they are.
+        slow = Blocking()
+        rt = Runtime(thread_pool_size=2, flow_registry=registry, tracking_sinks=[slow])
+        try:
+            run(rt, chain("a"))
+            rt.tracking._wake.set()
+            assert slow.entered.wait(WAIT)
+            assert rt.tracking.stats()["queued"] == 0
+            assert rt.tracking.flush(0.2) is False
+            slow.release.set()
+            assert rt.tracking.flush(WAIT) is True
+        finally:
+            slow.release.set()
+            rt.shutdown(timeout=10)
+
     def test_records_beyond_the_queue_are_dropped_and_counted(
         self, registry: FlowRegistry
     ) -> None:

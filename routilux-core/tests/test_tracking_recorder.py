@@ -35,7 +35,7 @@ CORES = [_PyTrackerCore] + ([_crec.TrackerCore] if _crec is not None else [])
 def test_the_compiled_recorder_is_used_where_it_was_built() -> None:
     if os.environ.get("ROUTILUX_REQUIRE_ACCEL"):
         assert _crec is not None, "ROUTILUX_REQUIRE_ACCEL is set (CI) but _crec was not built"
-    if _crec is not None and not os.environ.get("ROUTILUX_PURE_PYTHON"):
+    if _crec is not None and os.environ.get("ROUTILUX_PURE_PYTHON", "") in ("", "0"):
         assert _hub.ACCELERATED
         assert issubclass(_hub.JobTracker, _crec.TrackerCore)
     else:
@@ -206,3 +206,38 @@ def test_take_needs_a_list() -> None:
     assert _crec is not None
     with pytest.raises(TypeError, match="needs a list"):
         _crec.take((1, 2))
+
+
+_TAKE_DURING_A_COLLECTION = """
+import gc, sys
+from routilux.tracking import _hub
+take = _hub._py_take if sys.argv[1] == "py" else __import__("routilux.tracking._crec",
+                                                             fromlist=["take"]).take
+for pre in range(4):
+    buf = list(range(800))
+    class Bomb:
+        def __del__(self):  # runs inside the collection that making the chunk starts
+            buf.extend(range(1000, 81000))  # moves the list's array
+    gc.collect()
+    b = Bomb(); b.self = b; del b
+    junk = [[] for _ in range(pre)]
+    gc.set_threshold(1)
+    try:
+        chunk = take(buf)
+    finally:
+        gc.set_threshold(700)
+    assert chunk == tuple(range(800)), (pre, chunk[:10])
+    assert buf in ([], list(range(1000, 81000))), (pre, buf[:3])
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("which", ["py"] + (["c"] if _crec is not None else []))
+def test_take_survives_a_collection_that_moves_the_queue(which: str) -> None:
+    """Making the chunk can start a collection whose finalizers append to the queue (another
+    thread could do the same meanwhile): the chunk is still exactly the items queued before,
+    and nothing is read from the list's old array (in a subprocess: that would crash it)."""
+    proc = subprocess.run([sys.executable, "-c", _TAKE_DURING_A_COLLECTION, which],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.returncode,
+                                                                   proc.stderr[-2000:])

@@ -160,9 +160,13 @@ class RoutineStats:
         # The first sample is not stored: while there is one, it is ``total`` (0.0 plus one
         # duration is that duration, exactly), and most routines run once per job. The ring
         # is made on the second, with both. Order of the writes (for a reader on another
-        # thread, ``_sample_data``): the ring before ``total``, ``total`` before
-        # ``activations``. One writer at a time per routine (the job lock, or the only
-        # activation running).
+        # thread, ``_sample_data`` and ``to_dict``): ``min``/``max`` first (a sample a reader
+        # can see is within them), then the ring, ``total``, and ``activations`` last. One
+        # writer at a time per routine (the job lock, or the only activation running).
+        if seconds < self.min:
+            self.min = seconds
+        if seconds > self.max:
+            self.max = seconds
         samples = self._samples
         if samples is None:
             if self.activations:
@@ -175,10 +179,6 @@ class RoutineStats:
             self.dpos = (pos + _SAMPLE.size) % _RING_BYTES
         self.total += seconds
         self.activations += 1
-        if seconds < self.min:
-            self.min = seconds
-        if seconds > self.max:
-            self.max = seconds
 
     def _sample_data(self) -> bytearray | bytes | None:
         """The kept samples as packed doubles (the ring itself, or the one sample packed), or

@@ -329,8 +329,14 @@ crec_exec(PyObject *module)
     return 0;
 }
 
+/* Module state is in static variables, so one interpreter only (3.12+ would otherwise let
+ * sub-interpreters share these objects). Free-threaded builds are not declared supported
+ * (no Py_mod_gil slot): they re-enable the GIL for this module, which the list writes rely on. */
 static PyModuleDef_Slot crec_slots[] = {
     {Py_mod_exec, crec_exec},
+#if PY_VERSION_HEX >= 0x030C0000
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED},
+#endif
     {0, NULL},
 };
 

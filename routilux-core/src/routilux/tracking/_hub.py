@@ -136,7 +136,7 @@ class _PyTrackerCore:
 
 
 _TrackerCore = _PyTrackerCore
-if not TYPE_CHECKING and not os.environ.get("ROUTILUX_PURE_PYTHON"):
+if not TYPE_CHECKING and os.environ.get("ROUTILUX_PURE_PYTHON", "") in ("", "0"):
     # (an ImportError: not built, e.g. no C compiler where Routilux was installed)
     with contextlib.suppress(ImportError):
         from ._crec import TrackerCore as _TrackerCore
@@ -146,8 +146,12 @@ if not TYPE_CHECKING and not os.environ.get("ROUTILUX_PURE_PYTHON"):
 def _py_take(buf: list[Any]) -> tuple[Any, ...]:
     """Remove every item of ``buf`` and return them as a tuple (the drain's chunk); the
     compiled ``_crec.take`` also keeps the collector from walking it (see there)."""
-    chunk = tuple(buf)
-    del buf[: len(chunk)]
+    n = len(buf)
+    # (not ``tuple(buf)``: on 3.11 that reads the list's array, then allocates the tuple, which
+    # can run a collection, a finalizer and another thread appending, so moving the array; a
+    # slice reads it after allocating)
+    chunk = tuple(buf[:n])
+    del buf[:n]
     return chunk
 
 
@@ -382,7 +386,8 @@ class TrackingHub:
         self._closed = False
         self._dropped = 0
         self._drop_logged = 0
-        self._taken = 0
+        self._taken = 0  # queued items delivered to the sinks (or given up on)
+        self._pulled = 0  # queued items taken by the drain thread
         self._delivered = 0
         self._done = threading.Condition(threading.Lock())
         self._errors: dict[str, int] = {}
@@ -497,11 +502,11 @@ class TrackingHub:
             return self._thread is None and not self._buf
         if thread is threading.current_thread():
             return False  # a sink flushing from write(): it would wait for itself
-        # Read the length first: whatever the thread takes meanwhile, ``target`` covers
-        # every record queued before this call.
-        target = len(self._buf)
-        target += self._taken
         with self._done:
+            # Items taken from the queue so far (the drain thread counts them under this lock
+            # as it takes them, before it hands them to the sinks) plus those still queued:
+            # every record queued before this call, including a chunk being delivered now.
+            target = self._pulled + len(self._buf)
             if self._taken >= target:
                 return True
             self._wake.set()
@@ -525,8 +530,10 @@ class TrackingHub:
                 # ``take`` hands it over untracked by the cyclic garbage collector; the pure
                 # one's is untracked by the collector's first pass (a kept list would be walked
                 # item by item by every collection it lives through).
-                chunk = _take(buf)
-                n = len(chunk)
+                with done:  # (``flush`` counts what is taken but not yet delivered)
+                    chunk = _take(buf)
+                    n = len(chunk)
+                    self._pulled += n
                 self._dispatch(chunk, ended)
                 with done:
                     self._taken += n
