@@ -142,7 +142,6 @@ if not TYPE_CHECKING and os.environ.get("ROUTILUX_PURE_PYTHON", "") in ("", "0")
         from ._crec import TrackerCore as _TrackerCore
 
 
-
 def _py_take(buf: list[Any]) -> tuple[Any, ...]:
     """Remove every item of ``buf`` and return them as a tuple (the drain's chunk); the
     compiled ``_crec.take`` also keeps the collector from walking it (see there)."""
