@@ -344,10 +344,7 @@ class Job:
                     pass
             if self.timeout is not None:
                 self.job_timer = self.timers.call_later(self.timeout, self._on_job_timeout)
-            # ``_done_locked()``, inlined
-            self.outstanding -= 1
-            if self.outstanding == 0 and not self.stopped:
-                self._quiescent_locked()
+            self._done_locked()
 
     # -- the hot path ------------------------------------------------------------------------
 
@@ -1076,26 +1073,14 @@ class Job:
         if settle:
             self.settled = True
         if status is JobStatus.COMPLETED and self.ntasks == 0:
-            plan = self.plan
-            # ``_compact_locked()``, inlined for a job without views
-            if self.views is plan.no_views:  # type: ignore[comparison-overlap]
-                self.queues = plan.empty_queues  # type: ignore[assignment]
-                self.executing = self.retry_waiting = _NOTHING  # type: ignore[assignment]
-                self.tasks = plan.no_tasks  # type: ignore[assignment]
-                self._cond = None
-            else:
-                self._compact_locked()
+            self._compact_locked()
         try:
             self.runtime._job_finished(self, settled=settle)  # one runtime-lock trip for both
         finally:
             # Last, so a woken ``wait_job`` caller finds the retention already updated, as it
             # did when it had to take the job lock back to return (and even if that raised).
-            if settle:
-                waiters = self.waiters  # (``_release_waiters_locked``, inlined)
-                if waiters is not None:
-                    self.waiters = None
-                    for waiter in waiters:
-                        waiter.release()
+            if settle and self.waiters is not None:
+                self._release_waiters_locked()
 
     def _compact_locked(self) -> None:
         """Let go of the scheduling structures of a completed job, which is kept (for

@@ -308,16 +308,9 @@ class Runtime:
             now = 0.0 if self._finished_ttl is None else time.monotonic()
             finished = self._finished
             finished[job.job_id] = now
-            if len(finished) > self._max_finished:  # (retention full: the steady state)
-                jobs = self._jobs
-                while len(finished) > self._max_finished:
-                    old, _ = finished.popitem(last=False)
-                    # ``_forget(old)``, inlined
-                    gone = jobs.pop(old, None)
-                    if gone is not None:
-                        self._fold(gone)
-                        gone.state._live = None
-                        gone.views = gone.plan.no_views  # type: ignore[assignment]
+            while len(finished) > self._max_finished:  # (retention full: the steady state)
+                old, _ = finished.popitem(last=False)
+                self._forget(old)
             if self._finished_ttl is not None:
                 while self._finished:
                     old, at = next(iter(self._finished.items()))
@@ -344,12 +337,6 @@ class Runtime:
         tracker of its flow id and, if it was started by another name, that name's too."""
         flow_id = job.plan.flow_id
         trackers = self._flow_trackers
-        if job.flow_name == flow_id:  # (started with the Flow or its id: one tracker)
-            tracker = trackers.get(flow_id)
-            if tracker is not None:
-                trackers.move_to_end(flow_id)
-                tracker.add_job(job)
-                return
         for name in (flow_id,) if job.flow_name == flow_id else (flow_id, job.flow_name):
             tracker = trackers.get(name)
             if tracker is None:
@@ -652,16 +639,7 @@ class Runtime:
 
         Returns False if ``timeout`` seconds passed first.
         """
-        lock = self._lock  # (``_live``, inlined)
-        if not lock.acquire(False):
-            self._hot.contended()
-        try:
-            job = self._jobs.get(job_id)
-        finally:
-            lock.release()
-        if job is None:
-            job = self._live(job_id)  # raises UnknownJobError
-        return job.wait_settled(timeout)
+        return self._live(job_id).wait_settled(timeout)
 
     def wait_until_all_jobs_finished(self, timeout: float | None = None) -> bool:
         """Block until every job has drained or ended; False if ``timeout`` passed first.

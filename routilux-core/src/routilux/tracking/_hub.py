@@ -167,11 +167,12 @@ class JobTracker(_TrackerCore):
 
     Every method is called with the job's lock held, which orders the job's records and makes
     ``seq`` safe without a lock of its own: the job's records enter the queue in ``seq``
-    order. Records of different jobs interleave; each ``extend`` is one atomic operation
-    (the GIL), so a record's items stay together. Payloads are named by ``id()``: an emitted
-    payload stays alive (queued) until every target has taken it, and its consumers' records
-    are appended before that, so the drain thread resolves each id to the right payload in
-    order.
+    order. Records of different jobs interleave, but a record's items stay together: each
+    is queued by one ``extend`` (one C call under the GIL), or by the compiled core, which
+    runs no Python code and keeps the GIL between its appends. Payloads are named by
+    ``id()``: an emitted payload stays alive (queued) until every target has taken it, and
+    its consumers' records are appended before that, so the drain thread resolves each id to
+    the right payload in order.
     """
 
     __slots__ = ("dropped", "hub", "queues", "t_start")
