@@ -1,8 +1,9 @@
-"""Build of the optional compiled tracking recorder (everything else is in pyproject.toml).
+"""Build of the optional compiled modules (everything else is in pyproject.toml): the tracking
+recorder (``routilux.tracking._crec``) and the per-routine counters (``routilux._cstats``).
 
-``optional=True``: where the extension cannot be built (no C compiler, an unusual platform)
-the install still succeeds and Routilux uses the pure-Python recorder, which queues the same
-records more slowly (docs/tracking.md, "Overhead").
+``optional=True``: where an extension cannot be built (no C compiler, an unusual platform)
+the install still succeeds and Routilux uses the pure-Python twin, which does the same more
+slowly (docs/installation.md, docs/tracking.md "Overhead").
 """
 
 from setuptools import Extension, setup
@@ -13,6 +14,7 @@ setup(
             "routilux.tracking._crec",
             ["src/routilux/tracking/_crec.c"],
             optional=True,
-        )
+        ),
+        Extension("routilux._cstats", ["src/routilux/_cstats.c"], optional=True),
     ]
 )

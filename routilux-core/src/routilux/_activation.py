@@ -3,11 +3,13 @@ job lock's contention-friendly entry."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import struct
 import threading
 from array import array
 from time import sleep as _yield
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from collections import deque
@@ -23,6 +25,7 @@ _INF = float("inf")
 _SAMPLE = struct.Struct("d")
 _PAIR = struct.Struct("dd")
 _RING_BYTES = _DURATION_SAMPLES * _SAMPLE.size
+_S = TypeVar("_S", bound="_PyStatsCore")
 
 _SPINS = 50
 """Times a worker yields the GIL and retries before it blocks on a busy job lock."""
@@ -132,8 +135,14 @@ def new_activation(
     return a
 
 
-class RoutineStats:
-    """Per-job counters of one routine (written under the job lock)."""
+class _PyStatsCore:
+    """Counters of one routine: the fields and the per-activation / per-job methods of
+    :class:`RoutineStats` and of the flow totals (``tracking.metrics._Totals``).
+
+    ``routilux._cstats.StatsCore`` (routilux/_cstats.c) does exactly this, faster and without
+    the cyclic garbage collector tracking it; this class is used where that module was not
+    built, or with ``ROUTILUX_PURE_PYTHON=1``. Tests run both and compare them.
+    """
 
     __slots__ = ("_samples", "activations", "dpos", "errors", "max", "min", "payloads_in",
                  "payloads_out", "retries", "skipped", "timeouts", "total")
@@ -180,6 +189,57 @@ class RoutineStats:
         self.total += seconds
         self.activations += 1
 
+    def samples_into(self, target: deque[float]) -> None:
+        """Append the kept durations to ``target`` (copied in one C call, so a concurrent
+        ``record`` on a live job cannot interleave)."""
+        n = self.activations  # (the reads in ``_sample_data``'s order, without packing)
+        total = self.total
+        samples = self._samples
+        if samples is not None:
+            target.extend(array("d", samples))
+        elif n:
+            target.append(total)
+
+    def fold(self, other: _PyStatsCore, samples: deque[float]) -> None:
+        """Add ``other``'s counters to these, widen min/max to its (if it ran), and append
+        its kept durations to ``samples`` (a forgotten job into its flow's totals)."""
+        self.activations += other.activations
+        self.errors += other.errors
+        self.retries += other.retries
+        self.skipped += other.skipped
+        self.timeouts += other.timeouts
+        self.payloads_in += other.payloads_in
+        self.payloads_out += other.payloads_out
+        self.total += other.total
+        if other.activations:
+            if other.min < self.min:
+                self.min = other.min
+            if other.max > self.max:
+                self.max = other.max
+        other.samples_into(samples)
+
+
+def _py_fresh(cls: type[_S], n: int) -> list[_S]:
+    """``n`` new ``cls`` objects (a job's counters, one per routine)."""
+    return [cls() for _ in range(n)]
+
+
+_StatsCore = _PyStatsCore
+_fresh = _py_fresh
+if not TYPE_CHECKING and os.environ.get("ROUTILUX_PURE_PYTHON", "") in ("", "0"):
+    # (an ImportError: not built, e.g. no C compiler where Routilux was installed)
+    with contextlib.suppress(ImportError):
+        from ._cstats import StatsCore as _StatsCore
+
+STATS_ACCELERATED = _StatsCore is not _PyStatsCore
+"""True when the compiled counters (routilux/_cstats.c) are in use."""
+
+
+class RoutineStats(_StatsCore):
+    """Per-job counters of one routine (written under the job lock)."""
+
+    __slots__ = ()
+
     def _sample_data(self) -> bytearray | bytes | None:
         """The kept samples as packed doubles (the ring itself, or the one sample packed), or
         None before the first. Reads ``activations`` and ``total`` before the ring: if the
@@ -197,17 +257,6 @@ class RoutineStats:
         no particular order; a copy), or None before the first."""
         samples = self._sample_data()
         return None if samples is None else array("d", samples)
-
-    def samples_into(self, target: deque[float]) -> None:
-        """Append the kept durations to ``target`` (copied in one C call, so a concurrent
-        ``record`` on a live job cannot interleave)."""
-        n = self.activations  # (the reads in ``_sample_data``'s order, without packing)
-        total = self.total
-        samples = self._samples
-        if samples is not None:
-            target.extend(array("d", samples))
-        elif n:
-            target.append(total)
 
     def to_dict(self) -> dict[str, Any]:
         samples = sorted(self.durations or ())

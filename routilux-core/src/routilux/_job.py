@@ -25,7 +25,13 @@ from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from ._activation import Activation, RoutineStats, _acquire_contended, new_activation
+from ._activation import (
+    Activation,
+    RoutineStats,
+    _acquire_contended,
+    _fresh,
+    new_activation,
+)
 from ._async import NotifyingCondition
 from ._context import CURRENT, ActivationContext
 from .activation_policies import _IMMEDIATE_MESSAGE, PolicyView
@@ -107,7 +113,7 @@ class Job:
         self.retry_waiting: set[Activation] = _NOTHING  # type: ignore[assignment]
         self.executing: set[Activation] = set()
         self.policy_timers: list[TimerHandle | None] | None = None
-        self.stats = [RoutineStats() for _ in plan.no_tasks]  # (n routines, no range made)
+        self.stats: list[RoutineStats] = _fresh(RoutineStats, n)  # (one C call, compiled)
         self.timers = runtime._timers
         # A single-slot routine with the immediate policy takes straight from its queue
         # (fastq[ri] is that queue's index, else -1) and gets a PolicyView only if asked.

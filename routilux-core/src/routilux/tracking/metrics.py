@@ -15,6 +15,8 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from .._activation import _StatsCore
+
 if TYPE_CHECKING:
     from .._activation import RoutineStats
     from .._job import Job
@@ -101,33 +103,18 @@ def job_metrics(job: Job) -> dict[str, Any]:
     return m
 
 
-class _Totals:
-    __slots__ = ("activations", "errors", "max", "min", "payloads_in", "payloads_out",
-                 "retries", "samples", "skipped", "timeouts", "total")
+class _Totals(_StatsCore):
+    """A flow's totals of one routine: the counters of :class:`RoutineStats` (``fold`` adds
+    a job's, compiled where ``routilux._cstats`` is built) and the most recent durations."""
+
+    __slots__ = ("samples",)
 
     def __init__(self, samples: int) -> None:
-        self.activations = self.errors = self.retries = self.skipped = self.timeouts = 0
-        self.payloads_in = self.payloads_out = 0
-        self.total = 0.0
-        self.min = float("inf")
-        self.max = 0.0
+        super().__init__()
         self.samples: deque[float] = deque(maxlen=samples)
 
     def add(self, s: RoutineStats) -> None:
-        self.activations += s.activations
-        self.errors += s.errors
-        self.retries += s.retries
-        self.skipped += s.skipped
-        self.timeouts += s.timeouts
-        self.payloads_in += s.payloads_in
-        self.payloads_out += s.payloads_out
-        self.total += s.total
-        if s.activations:  # (every forgotten job comes here: comparisons, not min()/max())
-            if s.min < self.min:
-                self.min = s.min
-            if s.max > self.max:
-                self.max = s.max
-        s.samples_into(self.samples)  # one C-level copy: a live job's record cannot interleave
+        self.fold(s, self.samples)  # (one C-level copy of the samples: see samples_into)
 
     def merged(self, other: _Totals | None) -> _Totals:
         if other is None:
@@ -198,7 +185,7 @@ class ExecutionTracker:
             t = into.get(rid)
             if t is None:
                 t = into[rid] = _Totals(self.samples)
-            t.add(stats)
+            t.fold(stats, t.samples)
         status = job.state.status.value
         statuses[status] = statuses.get(status, 0) + 1
         return _elapsed(job)
@@ -221,7 +208,7 @@ class ExecutionTracker:
                 t = routines.get(rid)
                 if t is None:
                     t = routines[rid] = _Totals(self.samples)
-                t.add(stats)
+                t.fold(stats, t.samples)
             statuses = self._statuses
             statuses[status] = statuses.get(status, 0) + 1
             self._jobs += 1

@@ -1,0 +1,183 @@
+"""A job's per-routine counters: compiled (routilux/_cstats.c) and pure Python.
+
+``RoutineStats`` (a job's counters of one routine) and the flow totals ``_Totals`` are built on
+``_StatsCore``: ``routilux._cstats.StatsCore`` where it was built, else ``_PyStatsCore``. These
+tests drive both with the same calls and compare every field, check the compiled one is really
+in use where it must be (CI sets ``ROUTILUX_REQUIRE_ACCEL=1``), and run the metrics tests once
+more with the pure-Python counters.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from routilux import _activation
+from routilux._activation import _DURATION_SAMPLES, _py_fresh, _PyStatsCore
+
+try:
+    from routilux import _cstats
+except ImportError:  # not built here; CI requires it (see the first test)
+    _cstats = None
+
+compiled = pytest.mark.skipif(_cstats is None, reason="the compiled counters were not built here")
+CORES: list[type] = [_PyStatsCore] + ([_cstats.StatsCore] if _cstats is not None else [])
+FIELDS = ("activations", "errors", "retries", "skipped", "timeouts", "payloads_in",
+          "payloads_out", "total", "min", "max", "_samples", "dpos")
+
+
+def test_the_compiled_counters_are_used_where_they_were_built() -> None:
+    if os.environ.get("ROUTILUX_REQUIRE_ACCEL"):
+        assert _cstats is not None, "ROUTILUX_REQUIRE_ACCEL is set (CI) but _cstats was not built"
+    if _cstats is not None and os.environ.get("ROUTILUX_PURE_PYTHON", "") in ("", "0"):
+        assert _activation.STATS_ACCELERATED
+        assert issubclass(_activation.RoutineStats, _cstats.StatsCore)
+    else:
+        assert not _activation.STATS_ACCELERATED
+        assert issubclass(_activation.RoutineStats, _PyStatsCore)
+
+
+@compiled
+def test_the_compiled_ring_has_the_documented_size() -> None:
+    assert _cstats is not None
+    assert _cstats.SAMPLES == _DURATION_SAMPLES
+
+
+def fields(s: Any) -> tuple[Any, ...]:
+    out = []
+    for name in FIELDS:
+        v = getattr(s, name)
+        out.append(bytes(v) if isinstance(v, bytearray) else v)
+    return tuple(out)
+
+
+durations = st.floats(min_value=0.0, max_value=1e6, allow_nan=False, allow_infinity=False)
+# One step: ("record", seconds) | ("bump", field, n) (an error path's ``stats.errors += n``)
+# | ("fold", job index) (fold job ``i``'s counters into the totals).
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("record"), st.integers(0, 2), durations),
+        st.tuples(st.just("bump"), st.integers(0, 2),
+                  st.sampled_from(["errors", "retries", "skipped", "timeouts", "payloads_in",
+                                   "payloads_out"]),
+                  st.integers(1, 3)),
+        st.tuples(st.just("fold"), st.integers(0, 2)),
+        # many records at once, so the ring fills and wraps
+        st.tuples(st.just("many"), st.integers(0, 2), st.integers(1, _DURATION_SAMPLES + 50),
+                  durations),
+    ),
+    max_size=40,
+)
+
+
+@given(steps=steps, maxlen=st.integers(1, 2 * _DURATION_SAMPLES))
+@settings(max_examples=120, deadline=None)
+def test_both_cores_count_the_same(steps: list[tuple[Any, ...]], maxlen: int) -> None:
+    runs = []
+    for cls in CORES:
+        jobs = [cls() for _ in range(3)]
+        totals = cls()
+        kept: deque[float] = deque(maxlen=maxlen)
+        for step in steps:
+            kind = step[0]
+            if kind == "record":
+                jobs[step[1]].record(step[2])
+            elif kind == "many":
+                for k in range(step[2]):
+                    jobs[step[1]].record(step[3] + k)
+            elif kind == "bump":
+                s = jobs[step[1]]
+                setattr(s, step[2], getattr(s, step[2]) + step[3])
+            else:
+                totals.fold(jobs[step[1]], kept)
+        into: list[float] = []
+        for s in jobs:
+            s.samples_into(into)
+        runs.append(([fields(s) for s in jobs], fields(totals), list(kept), into))
+    for other in runs[1:]:
+        assert other == runs[0]
+
+
+@pytest.mark.parametrize("cls", CORES)
+def test_a_fresh_core_reads_as_nothing_counted(cls: type) -> None:
+    s = cls()
+    assert fields(s) == (0, 0, 0, 0, 0, 0, 0, 0.0, math.inf, 0.0, None, 0)
+    assert type(s.total) is float and type(s.activations) is int
+
+
+@pytest.mark.parametrize("cls", CORES)
+def test_fold_keeps_min_max_of_routines_that_ran_only(cls: type) -> None:
+    totals, ran, idle = cls(), cls(), cls()
+    ran.record(0.25)
+    ran.record(0.5)
+    kept: deque[float] = deque()
+    totals.fold(idle, kept)  # never ran: its min (inf) and max (0.0) are not samples
+    assert (totals.min, totals.max, list(kept)) == (math.inf, 0.0, [])
+    totals.fold(ran, kept)
+    assert (totals.min, totals.max, sorted(kept)) == (0.25, 0.5, [0.25, 0.5])
+    assert (totals.activations, totals.total) == (2, 0.75)
+
+
+def test_fresh_makes_independent_counters_of_the_class_asked_for() -> None:
+    fresh = _activation._fresh
+    made = fresh(_activation.RoutineStats, 4)
+    assert len(made) == 4 and len({id(s) for s in made}) == 4
+    assert all(type(s) is _activation.RoutineStats for s in made)
+    made[0].record(1.0)
+    made[1].payloads_in += 2
+    assert [s.activations for s in made] == [1, 0, 0, 0]
+    assert [s.payloads_in for s in made] == [0, 2, 0, 0]
+    assert _py_fresh(_activation.RoutineStats, 0) == [] == fresh(_activation.RoutineStats, 0)
+
+
+@compiled
+def test_the_compiled_core_refuses_what_would_corrupt_it() -> None:
+    assert _cstats is not None
+    s = _cstats.StatsCore()
+    with pytest.raises(TypeError, match="other must be a StatsCore"):
+        s.fold(object(), [])
+    with pytest.raises(TypeError, match="StatsCore subclass without fields"):
+        _cstats.fresh(dict, 1)
+
+    class WithField(_cstats.StatsCore):
+        __slots__ = ("extra",)
+
+    with pytest.raises(TypeError, match="StatsCore subclass without fields"):
+        _cstats.fresh(WithField, 1)
+    with pytest.raises(ValueError, match="n must be >= 0"):
+        _cstats.fresh(_cstats.StatsCore, -1)
+    s._samples = "not a ring"
+    with pytest.raises(TypeError, match="bytearray or None"):
+        s.record(2.0)
+    assert (s.activations, s.total, s.min) == (0, 0.0, math.inf)  # nothing half-counted
+    ring = _cstats.StatsCore()
+    for v in range(_DURATION_SAMPLES + 1):
+        ring.record(float(v))
+    ring.dpos = 10**9
+    with pytest.raises(ValueError, match="out of range"):
+        ring.record(1.0)
+
+
+def test_metrics_tests_pass_with_the_pure_python_counters() -> None:
+    """The runtime and metrics tests once more in a process that uses ``_PyStatsCore``."""
+    here = Path(__file__).parent
+    env = {**os.environ, "ROUTILUX_PURE_PYTHON": "1"}
+    env.pop("ROUTILUX_REQUIRE_ACCEL", None)
+    used = "test_stats_core.py::test_the_compiled_counters_are_used_where_they_were_built"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:randomly", "-p", "no:cacheprovider",
+         str(here / "test_flow_fold.py"), str(here / "test_serial_path.py"),
+         str(here / used),
+         "-k", "not pure_python"],
+        capture_output=True, text=True, env=env, timeout=110, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout
