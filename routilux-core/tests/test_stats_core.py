@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from routilux import _activation
+from routilux import _activation, _job
 from routilux._activation import _DURATION_SAMPLES, _py_fresh, _PyStatsCore
 
 try:
@@ -40,9 +40,11 @@ def test_the_compiled_counters_are_used_where_they_were_built() -> None:
     if _cstats is not None and os.environ.get("ROUTILUX_PURE_PYTHON", "") in ("", "0"):
         assert _activation.STATS_ACCELERATED
         assert issubclass(_activation.RoutineStats, _cstats.StatsCore)
+        assert _job._fresh is _cstats.fresh  # (what Job.__init__ calls)
     else:
         assert not _activation.STATS_ACCELERATED
         assert issubclass(_activation.RoutineStats, _PyStatsCore)
+        assert _job._fresh is _py_fresh
 
 
 @compiled

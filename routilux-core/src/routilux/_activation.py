@@ -230,6 +230,7 @@ if not TYPE_CHECKING and os.environ.get("ROUTILUX_PURE_PYTHON", "") in ("", "0")
     # (an ImportError: not built, e.g. no C compiler where Routilux was installed)
     with contextlib.suppress(ImportError):
         from ._cstats import StatsCore as _StatsCore
+        from ._cstats import fresh as _fresh  # noqa: F401 (used by _job: the twin of _py_fresh)
 
 STATS_ACCELERATED = _StatsCore is not _PyStatsCore
 """True when the compiled counters (routilux/_cstats.c) are in use."""
