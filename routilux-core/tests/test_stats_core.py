@@ -61,7 +61,11 @@ def fields(s: Any) -> tuple[Any, ...]:
     return tuple(out)
 
 
-durations = st.floats(min_value=0.0, max_value=1e6, allow_nan=False, allow_infinity=False)
+durations = st.one_of(
+    st.floats(min_value=0.0, max_value=1e6, allow_nan=False, allow_infinity=False),
+    st.integers(0, 10**6),  # (an int duration counts as its float, in both)
+    st.sampled_from([math.inf, math.nan, -0.0]),
+)
 # One step: ("record", seconds) | ("bump", field, n) (an error path's ``stats.errors += n``)
 # | ("fold", job index) (fold job ``i``'s counters into the totals).
 steps = st.lists(
@@ -105,7 +109,7 @@ def test_both_cores_count_the_same(steps: list[tuple[Any, ...]], maxlen: int) ->
             s.samples_into(into)
         runs.append(([fields(s) for s in jobs], fields(totals), list(kept), into))
     for other in runs[1:]:
-        assert other == runs[0]
+        assert repr(other) == repr(runs[0])  # (repr: NaN equals itself there)
 
 
 @pytest.mark.parametrize("cls", CORES)
@@ -133,6 +137,7 @@ def test_fresh_makes_independent_counters_of_the_class_asked_for() -> None:
     made = fresh(_activation.RoutineStats, 4)
     assert len(made) == 4 and len({id(s) for s in made}) == 4
     assert all(type(s) is _activation.RoutineStats for s in made)
+    assert all(fields(s) == fields(_activation.RoutineStats()) for s in made)
     made[0].record(1.0)
     made[1].payloads_in += 2
     assert [s.activations for s in made] == [1, 0, 0, 0]
@@ -141,7 +146,7 @@ def test_fresh_makes_independent_counters_of_the_class_asked_for() -> None:
 
 
 @compiled
-def test_the_compiled_core_refuses_what_would_corrupt_it() -> None:
+def test_the_compiled_functions_refuse_what_is_not_theirs() -> None:
     assert _cstats is not None
     s = _cstats.StatsCore()
     with pytest.raises(TypeError, match="other must be a StatsCore"):
@@ -156,16 +161,85 @@ def test_the_compiled_core_refuses_what_would_corrupt_it() -> None:
         _cstats.fresh(WithField, 1)
     with pytest.raises(ValueError, match="n must be >= 0"):
         _cstats.fresh(_cstats.StatsCore, -1)
+
+
+@compiled
+def test_the_compiled_counters_refuse_to_overflow_and_change_nothing() -> None:
+    assert _cstats is not None
+    a, b = _cstats.StatsCore(), _cstats.StatsCore()
+    a.errors = b.errors = 2**62
+    b.record(1.0)
+    before = fields(a)
+    with pytest.raises(OverflowError):
+        a.fold(b, [])
+    assert fields(a) == before
+    a.activations = 2**63 - 1
+    with pytest.raises(OverflowError):
+        a.record(1.0)
+
+
+@pytest.mark.parametrize("cls", CORES)
+def test_both_cores_refuse_a_broken_field_before_changing_anything(cls: type) -> None:
+    s = cls()
+    s.record(1.0)
     s._samples = "not a ring"
+    before = fields(s)
     with pytest.raises(TypeError, match="bytearray or None"):
         s.record(2.0)
-    assert (s.activations, s.total, s.min) == (0, 0.0, math.inf)  # nothing half-counted
-    ring = _cstats.StatsCore()
+    assert fields(s) == before
+    with pytest.raises(OverflowError):
+        s.record(10**400)  # (not a float)
+    assert fields(s) == before
+    ring = cls()
     for v in range(_DURATION_SAMPLES + 1):
         ring.record(float(v))
     ring.dpos = 10**9
+    before = fields(ring)
     with pytest.raises(ValueError, match="out of range"):
         ring.record(1.0)
+    assert fields(ring) == before
+    gone = cls()
+    del gone._samples
+    with pytest.raises(AttributeError):
+        gone.record(1.0)
+    with pytest.raises(AttributeError):
+        gone.samples_into([])
+    with pytest.raises(AttributeError):
+        cls().fold(gone, [])
+    no_count = cls()
+    del no_count.payloads_in
+    with pytest.raises(AttributeError):
+        cls().fold(no_count, [])
+    with pytest.raises(AttributeError):
+        no_count.fold(cls(), [])
+
+
+@pytest.mark.parametrize("copier", ["pickle", "copy", "deepcopy"])
+def test_counters_and_totals_copy_and_pickle(copier: str) -> None:
+    import copy
+    import pickle
+
+    from routilux.tracking.metrics import _Totals
+
+    def clone(obj: Any) -> Any:
+        if copier == "pickle":
+            return pickle.loads(pickle.dumps(obj))
+        return copy.copy(obj) if copier == "copy" else copy.deepcopy(obj)
+
+    s = _activation.RoutineStats()
+    for v in (0.5, 0.25, 2.0):
+        s.record(v)
+    s.payloads_in, s.errors = 7, 1
+    c = clone(s)
+    assert type(c) is _activation.RoutineStats and fields(c) == fields(s)
+    assert c._samples is not s._samples
+    c.record(9.0)
+    assert s.activations == 3  # independent
+    t = _Totals(8)
+    t.add(s)
+    ct = clone(t)
+    assert type(ct) is _Totals and fields(ct) == fields(t)
+    assert list(ct.samples) == list(t.samples) and ct.samples.maxlen == 8
 
 
 def test_metrics_tests_pass_with_the_pure_python_counters() -> None:
@@ -177,6 +251,7 @@ def test_metrics_tests_pass_with_the_pure_python_counters() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:randomly", "-p", "no:cacheprovider",
          str(here / "test_flow_fold.py"), str(here / "test_serial_path.py"),
+         str(here / "test_runtime.py"),
          str(here / used),
          "-k", "not pure_python"],
         capture_output=True, text=True, env=env, timeout=110, check=False,

@@ -139,9 +139,10 @@ class _PyStatsCore:
     """Counters of one routine: the fields and the per-activation / per-job methods of
     :class:`RoutineStats` and of the flow totals (``tracking.metrics._Totals``).
 
-    ``routilux._cstats.StatsCore`` (routilux/_cstats.c) does exactly this, faster and without
-    the cyclic garbage collector tracking it; this class is used where that module was not
-    built, or with ``ROUTILUX_PURE_PYTHON=1``. Tests run both and compare them.
+    ``routilux._cstats.StatsCore`` (routilux/_cstats.c) does exactly this, faster and with
+    its counts and durations as C numbers rather than an int or float object each; this class
+    is used where that module was not built, or with ``ROUTILUX_PURE_PYTHON=1``. Tests run
+    both and compare them (the same values and types; the same refusals).
     """
 
     __slots__ = ("_samples", "activations", "dpos", "errors", "max", "min", "payloads_in",
@@ -172,11 +173,18 @@ class _PyStatsCore:
         # thread, ``_sample_data`` and ``to_dict``): ``min``/``max`` first (a sample a reader
         # can see is within them), then the ring, ``total``, and ``activations`` last. One
         # writer at a time per routine (the job lock, or the only activation running).
+        # What can be refused is refused before anything changes (as the compiled twin does).
+        seconds = float(seconds)
+        samples = self._samples
+        if samples is not None:
+            if type(samples) is not bytearray:
+                raise TypeError("RoutineStats._samples must be a bytearray or None")
+            if len(samples) >= _RING_BYTES and not 0 <= self.dpos <= len(samples) - 8:
+                raise ValueError("RoutineStats: sample offset out of range")
         if seconds < self.min:
             self.min = seconds
         if seconds > self.max:
             self.max = seconds
-        samples = self._samples
         if samples is None:
             if self.activations:
                 self._samples = bytearray(_PAIR.pack(self.total, seconds))
@@ -236,10 +244,36 @@ STATS_ACCELERATED = _StatsCore is not _PyStatsCore
 """True when the compiled counters (routilux/_cstats.c) are in use."""
 
 
+_STATS_FIELDS = ("activations", "errors", "retries", "skipped", "timeouts", "payloads_in",
+                 "payloads_out", "total", "min", "max", "_samples", "dpos")
+
+
+def stats_fields(stats: _PyStatsCore) -> tuple[Any, ...]:
+    """The counters' fields, in ``_STATS_FIELDS`` order (for pickling and copying)."""
+    return tuple(getattr(stats, name) for name in _STATS_FIELDS)
+
+
+def set_stats_fields(stats: _PyStatsCore, values: tuple[Any, ...]) -> None:
+    for name, value in zip(_STATS_FIELDS, values, strict=True):
+        if name == "_samples" and value is not None:
+            value = bytearray(value)  # (its own ring, not the original's)
+        setattr(stats, name, value)
+
+
+def _restore_stats(cls: type[RoutineStats], values: tuple[Any, ...]) -> RoutineStats:
+    stats = cls()
+    set_stats_fields(stats, values)
+    return stats
+
+
 class RoutineStats(_StatsCore):
     """Per-job counters of one routine (written under the job lock)."""
 
     __slots__ = ()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # (the compiled base has no pickling of its own: its fields are C numbers)
+        return _restore_stats, (type(self), stats_fields(self))
 
     def _sample_data(self) -> bytearray | bytes | None:
         """The kept samples as packed doubles (the ring itself, or the one sample packed), or

@@ -16,8 +16,11 @@
  * ``bytearray`` or None); its Python subclasses are (every class statement makes one that is),
  * but the collector has nothing of this struct to walk.
  *
- * Concurrency: every method runs under the GIL without calling Python code or releasing it, so
- * a reader on another thread sees a ``record`` or a ``fold`` whole or not at all.
+ * Concurrency: ``record`` runs under the GIL without calling Python code or releasing it, so a
+ * reader on another thread sees it whole or not at all; ``fold`` makes everything that can
+ * fail (or start a garbage collection) first, then changes the counters together, and hands
+ * the durations over last. Deleting a field from Python leaves it NULL: the methods refuse it
+ * (AttributeError) rather than read it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -30,7 +33,10 @@
 static PyObject *zero = NULL;  /* 0 */
 static PyObject *s_extend = NULL;
 static PyObject *s_append = NULL;
-static PyTypeObject *stats_type = NULL; /* StatsCore (one interpreter: see module_slots) */
+/* StatsCore, made once per process: the module keeps no per-interpreter state (see
+ * module_slots); importing it again (after removing it from sys.modules) makes a new type, and
+ * ``fold`` refuses counters of the old one. */
+static PyTypeObject *stats_type = NULL;
 
 typedef struct {
     PyObject_HEAD
@@ -61,7 +67,7 @@ stats_init_fields(StatsCore *s)
 }
 
 static PyObject *
-stats_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
+stats_new(PyTypeObject *tp, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwds))
 {
     StatsCore *s = (StatsCore *)tp->tp_alloc(tp, 0);
     if (s == NULL)
@@ -79,23 +85,6 @@ stats_dealloc(StatsCore *s)
     Py_CLEAR(s->samples);
     tp->tp_free((PyObject *)s);
     Py_DECREF(tp);
-}
-
-/* Replace ``*field`` with ``value`` (a new reference; NULL: an error, field unchanged). */
-static int
-set_field(PyObject **field, PyObject *value)
-{
-    if (value == NULL)
-        return -1;
-    Py_SETREF(*field, value);
-    return 0;
-}
-
-/* ``*field += other`` */
-static int
-add_field(PyObject **field, PyObject *other)
-{
-    return set_field(field, PyNumber_Add(*field, other));
 }
 
 static int
@@ -116,6 +105,14 @@ stats_record(StatsCore *s, PyObject *arg)
     PyObject *samples = s->samples;
     if (as_double(arg, &sec) < 0)
         return NULL;
+    if (samples == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "RoutineStats._samples was deleted");
+        return NULL;
+    }
+    if (s->activations == PY_SSIZE_T_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "RoutineStats: a counter overflowed");
+        return NULL;
+    }
     if (samples == Py_None) {
         if (s->activations) { /* the second sample: the ring is made, with the first (total) */
             double pair[2];
@@ -159,46 +156,61 @@ stats_record(StatsCore *s, PyObject *arg)
     Py_RETURN_NONE;
 }
 
-/* Append ``s``'s kept durations to ``target`` (a deque or list): the ring's doubles in storage
- * order, or its one sample (``total``) when there is no ring yet. */
-static int
-samples_into(StatsCore *s, PyObject *target)
+/* ``s``'s kept durations as one new object (NULL: an error; ``*method``: the ``target`` method
+ * that takes it): a tuple of the ring's doubles in storage order for ``extend``, or its one
+ * sample (``total``) for ``append`` when there is no ring yet; None (a new reference) when it
+ * never ran. Everything that can fail or start a garbage collection happens here, before any
+ * counter changes. */
+static PyObject *
+kept_samples(StatsCore *s, PyObject **method)
 {
-    PyObject *samples = s->samples, *r;
-    if (samples == Py_None) {
-        PyObject *total;
-        if (!s->activations)
-            return 0;
-        total = PyFloat_FromDouble(s->total);
-        if (total == NULL)
-            return -1;
-        r = PyObject_CallMethodOneArg(target, s_append, total);
-        Py_DECREF(total);
+    PyObject *samples = s->samples;
+    if (samples == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "RoutineStats._samples was deleted");
+        return NULL;
     }
-    else {
-        Py_ssize_t n, i;
-        const double *d;
-        PyObject *items;
-        if (!PyByteArray_Check(samples)) {
-            PyErr_SetString(PyExc_TypeError, "RoutineStats._samples must be a bytearray or None");
-            return -1;
-        }
-        n = PyByteArray_GET_SIZE(samples) / (Py_ssize_t)sizeof(double);
-        d = (const double *)PyByteArray_AS_STRING(samples);
-        items = PyTuple_New(n);
+    if (samples == Py_None) {
+        if (!s->activations)
+            Py_RETURN_NONE;
+        *method = s_append;
+        return PyFloat_FromDouble(s->total);
+    }
+    if (!PyByteArray_Check(samples)) {
+        PyErr_SetString(PyExc_TypeError, "RoutineStats._samples must be a bytearray or None");
+        return NULL;
+    }
+    {
+        Py_ssize_t n = PyByteArray_GET_SIZE(samples) / (Py_ssize_t)sizeof(double), i;
+        PyObject *items = PyTuple_New(n);
         if (items == NULL)
-            return -1;
+            return NULL;
         for (i = 0; i < n; i++) {
+            /* (re-read each time: a collection started by an allocation cannot resize the
+             * ring, which only ``record`` does under the GIL, but the pointer stays valid) */
+            const double *d = (const double *)PyByteArray_AS_STRING(samples);
             PyObject *f = PyFloat_FromDouble(d[i]);
             if (f == NULL) {
                 Py_DECREF(items);
-                return -1;
+                return NULL;
             }
             PyTuple_SET_ITEM(items, i, f);
         }
-        r = PyObject_CallMethodOneArg(target, s_extend, items);
-        Py_DECREF(items);
+        *method = s_extend;
+        return items;
     }
+}
+
+/* Hand what ``kept_samples`` made to ``target`` (steals ``kept``). */
+static int
+send_samples(PyObject *target, PyObject *method, PyObject *kept)
+{
+    PyObject *r;
+    if (kept == Py_None) {
+        Py_DECREF(kept);
+        return 0;
+    }
+    r = PyObject_CallMethodOneArg(target, method, kept);
+    Py_DECREF(kept);
     if (r == NULL)
         return -1;
     Py_DECREF(r);
@@ -208,18 +220,36 @@ samples_into(StatsCore *s, PyObject *target)
 static PyObject *
 stats_samples_into(StatsCore *s, PyObject *target)
 {
-    if (samples_into(s, target) < 0)
+    PyObject *method = NULL;
+    PyObject *kept = kept_samples(s, &method);
+    if (kept == NULL || send_samples(target, method, kept) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
 
+/* ``*out = a + b`` unless that overflows (then OverflowError, ``*out`` unchanged). */
+static int
+add_count(Py_ssize_t a, Py_ssize_t b, Py_ssize_t *out)
+{
+    if ((b > 0 && a > PY_SSIZE_T_MAX - b) || (b < 0 && a < PY_SSIZE_T_MIN - b)) {
+        PyErr_SetString(PyExc_OverflowError, "RoutineStats: a counter overflowed");
+        return -1;
+    }
+    *out = a + b;
+    return 0;
+}
+
 /* fold(other, samples): add ``other``'s counters to this one's, widen min/max (if ``other``
  * ran), and append ``other``'s kept durations to ``samples`` (the same steps as
- * ``_PyStatsCore.fold``). */
+ * ``_PyStatsCore.fold``). Everything that can fail is computed first; the counters then
+ * change together (no Python code can run between them), and last the durations are handed
+ * to ``samples`` (a deque: its ``extend``/``append`` run no Python code either). */
 static PyObject *
 stats_fold(StatsCore *s, PyObject *const *args, Py_ssize_t nargs)
 {
     StatsCore *o;
+    PyObject *pin, *pout, *kept, *method = NULL;
+    Py_ssize_t acts, errs, rets, skips, touts;
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "fold(other, samples) takes two arguments");
         return NULL;
@@ -229,23 +259,47 @@ stats_fold(StatsCore *s, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     o = (StatsCore *)args[0];
-    /* the objects first (they can fail), then the C numbers */
-    if (add_field(&s->payloads_in, o->payloads_in) < 0
-        || add_field(&s->payloads_out, o->payloads_out) < 0)
+    if (s->payloads_in == NULL || s->payloads_out == NULL || o->payloads_in == NULL
+        || o->payloads_out == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "RoutineStats: a payload counter was deleted");
         return NULL;
-    s->activations += o->activations;
-    s->errors += o->errors;
-    s->retries += o->retries;
-    s->skipped += o->skipped;
-    s->timeouts += o->timeouts;
-    s->total += o->total;
+    }
+    if (add_count(s->activations, o->activations, &acts) < 0
+        || add_count(s->errors, o->errors, &errs) < 0
+        || add_count(s->retries, o->retries, &rets) < 0
+        || add_count(s->skipped, o->skipped, &skips) < 0
+        || add_count(s->timeouts, o->timeouts, &touts) < 0)
+        return NULL;
+    kept = kept_samples(o, &method);
+    if (kept == NULL)
+        return NULL;
+    pin = PyNumber_Add(s->payloads_in, o->payloads_in);
+    if (pin == NULL) {
+        Py_DECREF(kept);
+        return NULL;
+    }
+    pout = PyNumber_Add(s->payloads_out, o->payloads_out);
+    if (pout == NULL) {
+        Py_DECREF(kept);
+        Py_DECREF(pin);
+        return NULL;
+    }
+    /* (from here nothing fails until the durations are handed over) */
     if (o->activations) {
         if (o->min < s->min)
             s->min = o->min;
         if (o->max > s->max)
             s->max = o->max;
     }
-    if (samples_into(o, args[1]) < 0)
+    s->activations = acts;
+    s->errors = errs;
+    s->retries = rets;
+    s->skipped = skips;
+    s->timeouts = touts;
+    s->total += o->total;
+    Py_SETREF(s->payloads_in, pin);
+    Py_SETREF(s->payloads_out, pout);
+    if (send_samples(args[1], method, kept) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -288,14 +342,14 @@ static PyType_Slot stats_slots[] = {
 static PyType_Spec stats_spec = {
     .name = "routilux._cstats.StatsCore",
     .basicsize = sizeof(StatsCore),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = stats_slots,
 };
 
 /* fresh(cls, n): a list of ``n`` new ``cls`` objects (a job's counters, one per routine), made
  * without calling ``cls`` (``cls`` must be a subclass of StatsCore that adds no fields). */
 static PyObject *
-fresh(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+fresh(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
     PyTypeObject *tp;
     PyObject *list;

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .._activation import _StatsCore
+from .._activation import _StatsCore, set_stats_fields, stats_fields
 
 if TYPE_CHECKING:
     from .._activation import RoutineStats
@@ -103,6 +103,13 @@ def job_metrics(job: Job) -> dict[str, Any]:
     return m
 
 
+def _restore_totals(maxlen: int, values: tuple[Any, ...], samples: list[float]) -> _Totals:
+    totals = _Totals(maxlen)
+    set_stats_fields(totals, values)
+    totals.samples.extend(samples)
+    return totals
+
+
 class _Totals(_StatsCore):
     """A flow's totals of one routine: the counters of :class:`RoutineStats` (``fold`` adds
     a job's, compiled where ``routilux._cstats`` is built) and the most recent durations."""
@@ -115,6 +122,9 @@ class _Totals(_StatsCore):
 
     def add(self, s: RoutineStats) -> None:
         self.fold(s, self.samples)  # (one C-level copy of the samples: see samples_into)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _restore_totals, (self.samples.maxlen, stats_fields(self), list(self.samples))
 
     def merged(self, other: _Totals | None) -> _Totals:
         if other is None:
