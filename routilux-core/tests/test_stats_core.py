@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from routilux import _activation, _job
 from routilux._activation import _DURATION_SAMPLES, _py_fresh, _PyStatsCore
+from routilux.tracking import metrics
 
 try:
     from routilux import _cstats
@@ -41,10 +42,12 @@ def test_the_compiled_counters_are_used_where_they_were_built() -> None:
         assert _activation.STATS_ACCELERATED
         assert issubclass(_activation.RoutineStats, _cstats.StatsCore)
         assert _job._fresh is _cstats.fresh  # (what Job.__init__ calls)
+        assert metrics.fold_all is _cstats.fold_all  # (what ExecutionTracker.add_job calls)
     else:
         assert not _activation.STATS_ACCELERATED
         assert issubclass(_activation.RoutineStats, _PyStatsCore)
         assert _job._fresh is _py_fresh
+        assert metrics.fold_all is _activation._py_fold_all
 
 
 @compiled
@@ -258,3 +261,53 @@ def test_metrics_tests_pass_with_the_pure_python_counters() -> None:
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout
+
+
+@pytest.mark.parametrize("fold_all", [_activation._py_fold_all]
+                         + ([_cstats.fold_all] if _cstats is not None else []))
+def test_fold_all_is_fold_of_each_pair(fold_all: Any) -> None:
+    from routilux.tracking.metrics import _Totals
+
+    jobs = [_activation.RoutineStats() for _ in range(3)]
+    for k, s in enumerate(jobs):
+        s.record(float(k + 1))
+        s.payloads_out += k
+    totals = [_Totals(4) for _ in range(3)]
+    fold_all(totals, jobs)
+    expect = [_Totals(4) for _ in range(3)]
+    for t, s in zip(expect, jobs, strict=True):
+        t.fold(s, t.samples)
+    assert [fields(t) for t in totals] == [fields(t) for t in expect]
+    assert [list(t.samples) for t in totals] == [[1.0], [2.0], [3.0]]
+    with pytest.raises(ValueError, match="differ in length"):
+        fold_all(totals[:2], jobs)
+
+
+def test_a_flow_tracker_folds_each_routine_by_name_whatever_the_plan_order() -> None:
+    """Two versions of a flow list their routines in different orders: each job's counters
+    land on its routines' totals by name (the tracker keeps one aligned list per order)."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from routilux.job_state import JobStatus
+    from routilux.tracking.metrics import ExecutionTracker
+
+    def job(rids: tuple[str, ...], acts: dict[str, int]) -> Any:
+        stats = []
+        for rid in rids:
+            s = _activation.RoutineStats()
+            for _ in range(acts[rid]):
+                s.record(0.5)
+            stats.append(s)
+        now = datetime.now(UTC)
+        state = SimpleNamespace(started_at=now, created_at=now, finished_at=now,
+                                status=JobStatus.COMPLETED)
+        return SimpleNamespace(plan=SimpleNamespace(routine_ids=rids), stats=stats, state=state)
+
+    tracker = ExecutionTracker("f")
+    tracker.add_job(job(("a", "b"), {"a": 1, "b": 2}))
+    tracker.add_job(job(("b", "a", "c"), {"a": 10, "b": 20, "c": 30}))
+    tracker.add_job(job(("a", "b"), {"a": 100, "b": 200}))
+    got = tracker.snapshot()["routines"]
+    assert {rid: got[rid]["activations"] for rid in got} == {"a": 111, "b": 222, "c": 30}
+    assert tracker.snapshot()["jobs"]["total"] == 3

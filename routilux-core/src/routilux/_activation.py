@@ -227,6 +227,15 @@ class _PyStatsCore:
         other.samples_into(samples)
 
 
+def _py_fold_all(totals: list[Any], stats: list[Any]) -> None:
+    """``totals[i].fold(stats[i], totals[i].samples)`` for every ``i`` (a forgotten job's
+    counters into its flow's totals, ``tracking.metrics``)."""
+    if len(totals) != len(stats):
+        raise ValueError("fold_all(totals, stats): the lists differ in length")
+    for t, s in zip(totals, stats, strict=True):
+        t.fold(s, t.samples)
+
+
 def _py_fresh(cls: type[_S], n: int) -> list[_S]:
     """``n`` new ``cls`` objects (a job's counters, one per routine)."""
     return [cls() for _ in range(n)]
@@ -234,10 +243,12 @@ def _py_fresh(cls: type[_S], n: int) -> list[_S]:
 
 _StatsCore = _PyStatsCore
 _fresh = _py_fresh
+fold_all = _py_fold_all
 if not TYPE_CHECKING and os.environ.get("ROUTILUX_PURE_PYTHON", "") in ("", "0"):
     # (an ImportError: not built, e.g. no C compiler where Routilux was installed)
     with contextlib.suppress(ImportError):
         from ._cstats import StatsCore as _StatsCore
+        from ._cstats import fold_all  # noqa: F401 (used by tracking.metrics)
         from ._cstats import fresh as _fresh  # noqa: F401 (used by _job: the twin of _py_fresh)
 
 STATS_ACCELERATED = _StatsCore is not _PyStatsCore

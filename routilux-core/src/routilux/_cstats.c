@@ -33,6 +33,7 @@
 static PyObject *zero = NULL;  /* 0 */
 static PyObject *s_extend = NULL;
 static PyObject *s_append = NULL;
+static PyObject *s_samples = NULL;
 /* StatsCore, made once per process: the module keeps no per-interpreter state (see
  * module_slots); importing it again (after removing it from sys.modules) makes a new type, and
  * ``fold`` refuses counters of the old one. */
@@ -244,47 +245,48 @@ add_count(Py_ssize_t a, Py_ssize_t b, Py_ssize_t *out)
  * ``_PyStatsCore.fold``). Everything that can fail is computed first; the counters then
  * change together (no Python code can run between them), and last the durations are handed
  * to ``samples`` (a deque: its ``extend``/``append`` run no Python code either). */
-static PyObject *
-stats_fold(StatsCore *s, PyObject *const *args, Py_ssize_t nargs)
+static int
+fold_one(StatsCore *s, PyObject *other, PyObject *target)
 {
     StatsCore *o;
     PyObject *pin, *pout, *kept, *method = NULL;
     Py_ssize_t acts, errs, rets, skips, touts;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "fold(other, samples) takes two arguments");
-        return NULL;
-    }
-    if (!PyObject_TypeCheck(args[0], stats_type)) {
+    if (!PyObject_TypeCheck(other, stats_type)) {
         PyErr_SetString(PyExc_TypeError, "fold(other, samples): other must be a StatsCore");
-        return NULL;
+        return -1;
     }
-    o = (StatsCore *)args[0];
+    o = (StatsCore *)other;
     if (s->payloads_in == NULL || s->payloads_out == NULL || o->payloads_in == NULL
         || o->payloads_out == NULL) {
         PyErr_SetString(PyExc_AttributeError, "RoutineStats: a payload counter was deleted");
-        return NULL;
+        return -1;
     }
+    /* the durations first: making their tuple can start a garbage collection, which can run
+     * Python code; nothing read before it is reused after it */
+    kept = kept_samples(o, &method);
+    if (kept == NULL)
+        return -1;
     if (add_count(s->activations, o->activations, &acts) < 0
         || add_count(s->errors, o->errors, &errs) < 0
         || add_count(s->retries, o->retries, &rets) < 0
         || add_count(s->skipped, o->skipped, &skips) < 0
-        || add_count(s->timeouts, o->timeouts, &touts) < 0)
-        return NULL;
-    kept = kept_samples(o, &method);
-    if (kept == NULL)
-        return NULL;
+        || add_count(s->timeouts, o->timeouts, &touts) < 0) {
+        Py_DECREF(kept);
+        return -1;
+    }
     pin = PyNumber_Add(s->payloads_in, o->payloads_in);
     if (pin == NULL) {
         Py_DECREF(kept);
-        return NULL;
+        return -1;
     }
     pout = PyNumber_Add(s->payloads_out, o->payloads_out);
     if (pout == NULL) {
         Py_DECREF(kept);
         Py_DECREF(pin);
-        return NULL;
+        return -1;
     }
-    /* (from here nothing fails until the durations are handed over) */
+    /* (ints are not tracked by the collector: adding them ran no Python code; from here
+     * nothing fails until the durations are handed over) */
     if (o->activations) {
         if (o->min < s->min)
             s->min = o->min;
@@ -299,7 +301,17 @@ stats_fold(StatsCore *s, PyObject *const *args, Py_ssize_t nargs)
     s->total += o->total;
     Py_SETREF(s->payloads_in, pin);
     Py_SETREF(s->payloads_out, pout);
-    if (send_samples(args[1], method, kept) < 0)
+    return send_samples(target, method, kept);
+}
+
+static PyObject *
+stats_fold(StatsCore *s, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "fold(other, samples) takes two arguments");
+        return NULL;
+    }
+    if (fold_one(s, args[0], args[1]) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -384,7 +396,44 @@ fresh(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     return list;
 }
 
+/* fold_all(totals, stats): ``totals[i].fold(stats[i], totals[i].samples)`` for every i (a
+ * forgotten job's counters, one per routine, into its flow's totals in the same order). */
+static PyObject *
+fold_all(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t n, i;
+    if (nargs != 2 || !PyList_CheckExact(args[0]) || !PyList_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "fold_all(totals, stats) takes two lists");
+        return NULL;
+    }
+    n = PyList_GET_SIZE(args[0]);
+    if (PyList_GET_SIZE(args[1]) != n) {
+        PyErr_SetString(PyExc_ValueError, "fold_all(totals, stats): the lists differ in length");
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        PyObject *t = PyList_GET_ITEM(args[0], i), *o = PyList_GET_ITEM(args[1], i), *target;
+        int r;
+        if (!PyObject_TypeCheck(t, stats_type)) {
+            PyErr_SetString(PyExc_TypeError, "fold_all(totals, stats): totals must be StatsCores");
+            return NULL;
+        }
+        Py_INCREF(t);
+        Py_INCREF(o);
+        target = PyObject_GetAttr(t, s_samples);
+        r = target == NULL ? -1 : fold_one((StatsCore *)t, o, target);
+        Py_XDECREF(target);
+        Py_DECREF(o);
+        Py_DECREF(t);
+        if (r < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"fold_all", (PyCFunction)(void (*)(void))fold_all, METH_FASTCALL,
+     "fold_all(totals, stats): fold stats[i] into totals[i] for every i."},
     {"fresh", (PyCFunction)(void (*)(void))fresh, METH_FASTCALL,
      "fresh(cls, n): a list of n new cls objects (a job's counters)."},
     {NULL},
@@ -398,7 +447,8 @@ module_exec(PyObject *m)
         zero = PyLong_FromLong(0);
         s_extend = PyUnicode_InternFromString("extend");
         s_append = PyUnicode_InternFromString("append");
-        if (zero == NULL || s_extend == NULL || s_append == NULL)
+        s_samples = PyUnicode_InternFromString("samples");
+        if (zero == NULL || s_extend == NULL || s_append == NULL || s_samples == NULL)
             return -1;
     }
     tp = PyType_FromModuleAndSpec(m, &stats_spec, NULL);

@@ -15,13 +15,16 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .._activation import _StatsCore, set_stats_fields, stats_fields
+from .._activation import _StatsCore, fold_all, set_stats_fields, stats_fields
 
 if TYPE_CHECKING:
     from .._activation import RoutineStats
     from .._job import Job
 
 __all__ = ["DEFAULT_DURATION_SAMPLES", "ExecutionTracker", "job_metrics"]
+
+_MAX_ALIGNED = 16
+"""Routine orders (flow versions) an ExecutionTracker keeps aligned totals for."""
 
 DEFAULT_DURATION_SAMPLES = 1024
 """Durations kept per routine of a flow for its percentiles (the most recent ones)."""
@@ -184,6 +187,9 @@ class ExecutionTracker:
         self.samples = samples
         self._lock = threading.Lock()
         self._routines: dict[str, _Totals] = {}
+        # the totals of a flow version's routines in its plan's order (``add_job`` folds a
+        # job's counters into them in one call); a few entries: one per version of the flow
+        self._aligned: dict[tuple[str, ...], list[_Totals]] = {}
         self._statuses: dict[str, int] = {}
         self._jobs = 0
         self._elapsed = 0.0
@@ -212,13 +218,12 @@ class ExecutionTracker:
         end = state.finished_at
         stop = end.timestamp() if end is not None else time.time()
         status = state.status._value_  # (``.value`` is a Python-level enum property)
+        rids = job.plan.routine_ids
         with self._lock:
-            routines = self._routines
-            for rid, stats in zip(job.plan.routine_ids, job.stats, strict=True):
-                t = routines.get(rid)
-                if t is None:
-                    t = routines[rid] = _Totals(self.samples)
-                t.fold(stats, t.samples)
+            aligned = self._aligned.get(rids)
+            if aligned is None:
+                aligned = self._align_locked(rids)
+            fold_all(aligned, job.stats)
             statuses = self._statuses
             statuses[status] = statuses.get(status, 0) + 1
             self._jobs += 1
@@ -227,6 +232,19 @@ class ExecutionTracker:
                 self._first = start
             if self._last is None or stop > self._last:
                 self._last = stop
+
+    def _align_locked(self, rids: tuple[str, ...]) -> list[_Totals]:
+        routines = self._routines
+        aligned = []
+        for rid in rids:
+            t = routines.get(rid)
+            if t is None:
+                t = routines[rid] = _Totals(self.samples)
+            aligned.append(t)
+        if len(self._aligned) >= _MAX_ALIGNED:  # (a flow changed over and over: start again)
+            self._aligned.clear()
+        self._aligned[rids] = aligned
+        return aligned
 
     def snapshot(self, jobs: Iterable[Job] = ()) -> dict[str, Any]:
         """Totals of the folded jobs plus ``jobs`` (those still held by the runtime).
