@@ -155,3 +155,72 @@ def test_runtime_flow_metrics_count_every_job_once() -> None:
         assert r["activations"] == n
         assert r["payloads_in"] == n
         assert r["payloads_out"] == n
+
+
+class Boom(Routine):
+    """Fails on odd ``i`` (a failed job is folded when forgotten, not when it finishes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_slot("in")
+
+        def logic(sd: dict[str, Any], m: Any, js: Any) -> None:
+            for p in sd["in"]:
+                if p["i"] % 2:
+                    raise ValueError("odd")
+
+        self.set_logic(logic)
+
+
+def test_flow_metrics_read_during_a_burst_never_count_a_job_twice() -> None:
+    """Snapshots taken while jobs finish, are folded (completed ones as they finish, failed
+    ones when forgotten) and forgotten: every snapshot counts at most the jobs started so far,
+    and the last one counts each exactly once."""
+    flow = Flow(flow_id="race")
+    flow.add_routine(Node(), "a")
+    flow.add_routine(Boom(), "b")
+    flow.connect("a", "out", "b", "in")
+    n = 400
+    started = 0
+    seen: list[tuple[int, int, int]] = []
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def reader(rt: Runtime) -> None:
+        last = (0, 0)
+        try:
+            while not stop.is_set():
+                bound = started
+                m = rt.get_flow_metrics("race")
+                got = m["jobs"]["total"], m["routines"].get("a", {}).get("activations", 0)
+                seen.append((bound, *got))
+                upper = started
+                # never twice (at most the jobs started), never lost (a job once counted is
+                # counted in every later snapshot: held, then folded)
+                assert got[0] <= upper and got[1] <= upper, (bound, upper, got)
+                assert got[0] >= last[0] and got[1] >= last[1], (last, got)
+                last = got
+        except BaseException as exc:  # (reported by the test thread)
+            errors.append(exc)
+
+    with Runtime(thread_pool_size=3, flow_registry=FlowRegistry(), max_finished_jobs=5) as rt:
+        readers = [threading.Thread(target=reader, args=(rt,)) for _ in range(2)]
+        for t in readers:
+            t.start()
+        try:
+            for i in range(n):
+                started += 1
+                rt.exec(flow, entry_params={"i": i})
+                if i % 50 == 49:
+                    assert rt.wait_until_all_jobs_finished(30)
+            assert rt.wait_until_all_jobs_finished(30)
+        finally:
+            stop.set()
+            for t in readers:
+                t.join(30)
+        m = rt.get_flow_metrics("race")
+    assert not errors, errors[0]
+    assert len(seen) > 10  # the readers really ran alongside
+    assert m["jobs"] == {"total": n, "completed": n // 2, "failed": n // 2}
+    assert m["routines"]["a"]["activations"] == n
+    assert m["routines"]["b"]["errors"] == n // 2

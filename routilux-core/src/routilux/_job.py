@@ -75,7 +75,7 @@ class Job:
 
     __slots__ = (
         "_cond", "aio", "blocked_producers", "caps", "completing", "durable", "epoch",
-        "executing", "fastq", "flow_name", "job_id", "job_timer", "keep_open", "lock",
+        "executing", "fastq", "flow_name", "folded", "job_id", "job_timer", "keep_open", "lock",
         "maxc", "ntasks", "outstanding", "owed", "pause_reason", "paused", "plan", "policies",
         "policy_timers", "queues",
         "restored_retries", "retry_ready", "retry_waiting", "routes", "runtime", "seq",
@@ -147,6 +147,9 @@ class Job:
         self.tracker: JobTracker | None = runtime.tracking.job_tracker(self)
         # The job's durable-store link (set by the runtime when it has a store), or None.
         self.durable: DurableJob | None = None
+        # Its number among the jobs folded into their flow's trackers (Runtime._fold), 0
+        # until then.
+        self.folded = 0
         state._live = self
 
     # -- the job lock as a ``YieldingLock`` (``self.hot is self``) ----------------------------

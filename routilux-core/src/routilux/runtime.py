@@ -189,6 +189,9 @@ class Runtime:
             )
         self._strategies: dict[str, CustomErrorStrategy] = {}
         self._flow_trackers: OrderedDict[str, ExecutionTracker] = OrderedDict()
+        # Numbers the jobs folded into their flow's trackers (runtime lock), so a snapshot
+        # knows which held jobs its trackers already count (``ExecutionTracker.snapshot``).
+        self._fold_seq = 0
         if not isinstance(tracking_queue_size, int) or tracking_queue_size < 2:
             raise ConfigurationError(
                 f"tracking_queue_size must be an integer >= 2, got {tracking_queue_size!r}"
@@ -304,6 +307,12 @@ class Runtime:
                     cond = self._cond
                     if cond._waiters or cond.futures:  # (nobody waits: nothing to notify)
                         cond.notify_all()
+                if state.status is JobStatus.COMPLETED:
+                    # Nothing of a completed, settled job can run again: its counters are
+                    # final, so they are folded into its flow's now, while the worker that
+                    # just wrote them has them in cache (when it is forgotten, a thousand
+                    # jobs later, they would be read cold: docs/performance.md).
+                    self._fold(job)
             # (the time is read only for the age limit)
             now = 0.0 if self._finished_ttl is None else time.monotonic()
             finished = self._finished
@@ -333,8 +342,13 @@ class Runtime:
             job.views = job.plan.no_views  # type: ignore[assignment]
 
     def _fold(self, job: Job) -> None:
-        """Keep a forgotten job's statistics in its flow's tracker (runtime lock held): the
-        tracker of its flow id and, if it was started by another name, that name's too."""
+        """Keep a job's statistics in its flow's tracker (runtime lock held): the tracker of
+        its flow id and, if it was started by another name, that name's too. Once per job: a
+        completed job when it finishes, any other when it is forgotten."""
+        if job.folded:
+            return
+        self._fold_seq = seq = self._fold_seq + 1
+        job.folded = seq
         flow_id = job.plan.flow_id
         trackers = self._flow_trackers
         for name in (flow_id,) if job.flow_name == flow_id else (flow_id, job.flow_name):
@@ -345,7 +359,7 @@ class Runtime:
                     trackers.popitem(last=False)
             else:
                 trackers.move_to_end(name)
-            tracker.add_job(job)
+            tracker.add_job(job, seq)
 
     def _worker(self) -> None:
         get = self._queue.get

@@ -126,6 +126,10 @@ class _Totals(_StatsCore):
     def add(self, s: RoutineStats) -> None:
         self.fold(s, self.samples)  # (one C-level copy of the samples: see samples_into)
 
+    def copy(self) -> _Totals:
+        return _restore_totals(self.samples.maxlen or DEFAULT_DURATION_SAMPLES,
+                               stats_fields(self), list(self.samples))
+
     def __reduce__(self) -> tuple[Any, ...]:
         return _restore_totals, (self.samples.maxlen, stats_fields(self), list(self.samples))
 
@@ -172,10 +176,11 @@ class _Totals(_StatsCore):
 class ExecutionTracker:
     """Per-routine statistics of many jobs of one flow, with bounded memory.
 
-    The runtime folds every job it forgets (beyond ``max_finished_jobs`` or its TTL) into the
-    tracker of its flow; :meth:`snapshot` adds the jobs still held, so nothing is counted
-    twice and nothing is lost. Memory per routine: a few counters and the ``samples`` most
-    recent durations (the p50/p95 are over those).
+    The runtime folds every job into the tracker of its flow once: a completed job as it
+    finishes, any other when it forgets it (beyond ``max_finished_jobs`` or its TTL), each
+    with a number that grows from fold to fold; :meth:`snapshot` adds the jobs still held
+    that it does not count yet, so nothing is counted twice and nothing is lost. Memory per
+    routine: a few counters and the ``samples`` most recent durations (the p50/p95 are over those).
 
     Args:
         flow: the flow id.
@@ -195,6 +200,7 @@ class ExecutionTracker:
         self._elapsed = 0.0
         self._first: float | None = None
         self._last: float | None = None
+        self._seq = 0  # the highest fold number added (``add_job``)
 
     def _fold_locked(self, job: Job, into: dict[str, _Totals], statuses: dict[str, int]) -> float:
         for rid, stats in zip(job.plan.routine_ids, job.stats, strict=True):
@@ -206,8 +212,9 @@ class ExecutionTracker:
         statuses[status] = statuses.get(status, 0) + 1
         return _elapsed(job)
 
-    def add_job(self, job: Job) -> None:
-        """Fold a finished job's counters in (the runtime does this when it forgets a job).
+    def add_job(self, job: Job, seq: int = 0) -> None:
+        """Fold a finished job's counters in (the runtime does this once per job, with its
+        fold number ``seq``: see the class).
 
         The same as ``_fold_locked`` plus the job's times, written out: every job the runtime
         forgets comes here (one frame, each timestamp computed once), and a snapshot of the
@@ -232,6 +239,8 @@ class ExecutionTracker:
                 self._first = start
             if self._last is None or stop > self._last:
                 self._last = stop
+            if seq > self._seq:
+                self._seq = seq
 
     def _align_locked(self, rids: tuple[str, ...]) -> list[_Totals]:
         routines = self._routines
@@ -252,13 +261,21 @@ class ExecutionTracker:
         Returns ``{"flow", "jobs": {"total", <status>: n}, "elapsed", "throughput",
         "routines": {routine_id: {... same keys as in get_job_metrics ...}}, "summary"}``.
         """
+        # The folded totals first, then the held jobs: a job folded by then (its number at
+        # most the last one added) is in the copy; one folded after it is counted as held.
+        with self._lock:
+            seen = self._seq
+            base = {rid: t.copy() for rid, t in self._routines.items()}
+            statuses = dict(self._statuses)
+            count = self._jobs
+            elapsed = self._elapsed
+            first, last = self._first, self._last
         live: dict[str, _Totals] = {}
-        statuses: dict[str, int] = {}
-        elapsed = 0.0
-        first, last = None, None
-        count = 0
         for job in jobs:
             with job.lock:
+                folded = getattr(job, "folded", 0)
+                if folded and folded <= seen:
+                    continue
                 elapsed += self._fold_locked(job, live, statuses)
             count += 1
             state = job.state
@@ -266,21 +283,10 @@ class ExecutionTracker:
             end = state.finished_at.timestamp() if state.finished_at else time.time()
             first = start if first is None else min(first, start)
             last = end if last is None else max(last, end)
-        with self._lock:
-            names = list(dict.fromkeys([*self._routines, *live]))
-            routines = {}
-            for rid in names:
-                base = self._routines.get(rid)
-                merged = (base or _Totals(self.samples)).merged(live.get(rid))
-                routines[rid] = merged.to_dict()
-            for k, v in self._statuses.items():
-                statuses[k] = statuses.get(k, 0) + v
-            count += self._jobs
-            elapsed += self._elapsed
-            if self._first is not None:
-                first = self._first if first is None else min(first, self._first)
-            if self._last is not None:
-                last = self._last if last is None else max(last, self._last)
+        routines = {}
+        for rid in dict.fromkeys([*base, *live]):
+            merged = (base.get(rid) or _Totals(self.samples)).merged(live.get(rid))
+            routines[rid] = merged.to_dict()
         window = (last - first) if first is not None and last is not None else 0.0
         for d in routines.values():
             _rates(d, window)
