@@ -285,8 +285,10 @@ class JobTracker(_TrackerCore):
 
     def started(self, act: Activation) -> None:
         """An activation is about to run."""
+        self._started_at(act, _pc())
+
+    def _started_at(self, act: Activation, t: float) -> None:
         sd = act.slot_data
-        t = _pc()
         if len(sd) == 1:
             for slot, payloads in sd.items():
                 if len(payloads) == 1 and self.started1(act.ri, act.seq, act.attempt, slot,
@@ -306,11 +308,12 @@ class JobTracker(_TrackerCore):
     def finished_started(
         self, act: Activation, t1: float, duration: float, nxt: Activation
     ) -> None:
-        """``finished(act, t1, duration)`` then ``started(nxt)``. ``Job.run_task`` writes the
-        commonest case itself, as one ``K_PAIR`` record (a fast routine, first attempts), and
-        calls this method for the others."""
+        """``finished(act, t1, duration)`` then ``started(nxt)``, the started record at the
+        same time ``t1`` (``nxt`` was taken under the same hold of the job lock, microseconds
+        later). ``Job.run_task`` writes the commonest case itself, as one ``K_PAIR`` record (a
+        fast routine, first attempts), and calls this method for the others."""
         self.finished(act, t1, duration)
-        self.started(nxt)
+        self._started_at(nxt, t1)
 
     def emitted(self, act: Activation, event: str, payload: Any, targets: Any) -> None:
         """``act`` emitted ``payload`` on ``event`` (to ``targets``, before delivery).
