@@ -518,9 +518,12 @@ class TrackingHub:
         later names take the object path). Only this method writes the table, under a lock;
         the recorders only read it, and a name is in the list before its index is visible."""
         nidx = self._nidx
+        missing = [name for name in names if type(name) is str and name not in nidx]
+        if not missing:  # (the common case: the plan's names are in the table already)
+            return
         with self._names_lock:
             table = self._names
-            for name in names:
+            for name in missing:
                 if type(name) is str and name not in nidx and len(table) <= NAME_MAX:
                     table.append(name)
                     nidx[name] = len(table) - 1
