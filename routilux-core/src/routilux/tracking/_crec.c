@@ -1,39 +1,58 @@
 /* The tracking recorder's per-message methods, compiled (optional).
  *
  * ``TrackerCore`` is the base class of ``routilux.tracking._hub.JobTracker``: it holds the
- * fields the hot path reads (the hub's queue ``buf``, the job's token ``tok``, its record
- * counter ``seq`` and the queue's bounds ``half`` and ``cap``) and writes the two records a
- * message costs, ``payload.emitted`` and an activation's finished+started pair, as raw records
- * of ``W`` (8) items appended to ``buf``, exactly the layout of tracking/_wire.py. The pure
- * Python class ``_hub._PyTrackerCore`` is the same thing, used when this module was not built
- * (or ROUTILUX_PURE_PYTHON=1); tests run both and compare what they queue.
+ * fields the hot path reads (the hub's queue ``buf``, a ``bytearray``; the hub's name index
+ * ``nidx``; the job's token ``tok``, its record counter ``seq`` and the queue's bounds ``half``
+ * and ``cap``, in bytes) and writes the hot records (``payload.emitted``, ``activation.started``
+ * on one payload, ``activation.finished`` and the finished+started pair) as fixed-size packed
+ * records of ``REC_SIZE`` (56) bytes at the end of ``buf``, exactly the layout of
+ * tracking/_wire.py (``REC``). No Python object is made per record. The pure Python class
+ * ``_hub._PyTrackerCore`` is the same thing, used when this module was not built (or
+ * ROUTILUX_PURE_PYTHON=1); tests run both and compare the bytes they queue.
  *
  * Concurrency: the caller holds the job's lock (which orders one job's records); records of
- * different jobs interleave in ``buf``. A record's eight items must stay together, so every
- * object is made before the first append, and nothing between the first and the last append
- * can run Python code or release the GIL: ints and floats are not tracked by the cyclic
- * garbage collector (making them never starts a collection), ``PyList_Append`` only grows the
- * list's array, and ``time.perf_counter`` is a C function that keeps the GIL.
+ * different jobs interleave in ``buf``. A record is written whole while this thread holds the
+ * GIL: nothing between reserving its bytes and filling them runs Python code or releases the
+ * GIL (a ``perf_counter`` call is made before; growing the ``bytearray`` only reallocates).
+ * Only the drain thread removes bytes (``take``), all of them at once.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <string.h>
+#include <stdint.h>
 #include "structmember.h"
 
-/* tracking/_wire.py: raw record kinds and the pair's token packing (checked by a test) */
+/* tracking/_wire.py: raw record kinds and the packed layout (checked by a test) */
+#define K_STARTED 5
+#define K_FINISHED 6
 #define K_EMITTED 10
+#define K_OBJ 14
 #define K_PAIR 15
-#define PAIR_SHIFT 16
-#define W 8
+#define REC_SIZE 56
+#define NAME_MAX 0xFFFF   /* name indices and a pair's routine index: uint16 */
+#define TOK_MAX 0xFFFFFFFF /* job tokens: uint32 */
+#define ATTEMPT_MAX 0xFF  /* attempts: uint8 */
 /* tracking/_hub.py: a queue-depth sample is due every _DEPTH_EVERY records of a job */
 #define DEPTH_EVERY 64
 
+/* field offsets of a packed record: "=BBHIqddqqQ" */
+#define O_KIND 0
+#define O_ATTEMPT 1
+#define O_NAME 2
+#define O_TOK 4
+#define O_SEQ 8
+#define O_T 16
+#define O_T2 24
+#define O_ASEQ 32
+#define O_X 40
+#define O_PID 48
+
 static PyObject *perf_counter = NULL; /* time.perf_counter */
-static PyObject *k_emitted = NULL;
-static PyObject *k_pair = NULL;
 
 typedef struct {
     PyObject_HEAD
-    PyObject *buf; /* the hub's queue, a list (never replaced while the job runs) */
+    PyObject *buf;  /* the hub's queue, a bytearray (never replaced while the job runs) */
+    PyObject *nidx; /* the hub's name index, a dict str -> int (only the hub adds to it) */
     Py_ssize_t tok;
     Py_ssize_t seq;
     Py_ssize_t half;
@@ -44,6 +63,7 @@ static int
 core_traverse(TrackerCore *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->buf);
+    Py_VISIT(self->nidx);
     Py_VISIT(Py_TYPE(self));
     return 0;
 }
@@ -52,6 +72,7 @@ static int
 core_clear(TrackerCore *self)
 {
     Py_CLEAR(self->buf);
+    Py_CLEAR(self->nidx);
     return 0;
 }
 
@@ -65,103 +86,163 @@ core_dealloc(TrackerCore *self)
     Py_DECREF(tp);
 }
 
-/* Append the eight new references in ``items`` to ``buf`` (stealing them). While the list's
- * array has room (it over-allocates as it grows, and the drain empties it), the items are
- * stored in place and the size raised once, as ``list.append`` does for one; else through
- * ``PyList_Append``, which grows it. */
-static int
-append8(PyObject *buf, PyObject **items)
-{
-    PyListObject *list = (PyListObject *)buf;
-    Py_ssize_t n = PyList_GET_SIZE(buf);
-    int i;
-    if (list->allocated - n >= W) {
-        for (i = 0; i < W; i++) {
-            list->ob_item[n + i] = items[i]; /* steals the reference */
-        }
-        Py_SET_SIZE(list, n + W);
-        return 0;
-    }
-    for (i = 0; i < W; i++) {
-        if (PyList_Append(buf, items[i]) < 0) {
-            /* out of memory: the items appended so far would tear the record; take them back */
-            PyList_SetSlice(buf, n, n + i, NULL);
-            for (i = 0; i < W; i++) {
-                Py_DECREF(items[i]);
-            }
-            return -1;
-        }
-    }
-    for (i = 0; i < W; i++) {
-        Py_DECREF(items[i]);
-    }
-    return 0;
-}
-
-static int
-make_items(PyObject **items, int n)
-{
-    int i;
-    for (i = 0; i < n; i++) {
-        if (items[i] == NULL) {
-            int j;
-            for (j = 0; j < n; j++) {
-                Py_XDECREF(items[j]);
-            }
-            return -1;
-        }
-    }
-    return 0;
-}
-
 static int
 check_buf(TrackerCore *self)
 {
-    if (self->buf == NULL || !PyList_CheckExact(self->buf)) {
-        PyErr_SetString(PyExc_TypeError, "TrackerCore.buf must be a list");
+    if (self->buf == NULL || !PyByteArray_CheckExact(self->buf)) {
+        PyErr_SetString(PyExc_TypeError, "TrackerCore.buf must be a bytearray");
         return -1;
     }
     return 0;
 }
 
+/* The address of one new record's bytes at the end of the bytearray ``buf``, its size raised
+ * by REC_SIZE; NULL with an exception set on failure. The array keeps its allocation when the
+ * drain empties it (``take``) and grows by doubling, up to the queue's bound plus a record, so
+ * after the first fill the hot path writes into memory already touched. */
+static char *
+reserve(PyObject *buf, Py_ssize_t cap)
+{
+    PyByteArrayObject *b = (PyByteArrayObject *)buf;
+    Py_ssize_t n = Py_SIZE(b);
+    Py_ssize_t used = n + (b->ob_start - b->ob_bytes);
+    char *p;
+    if (b->ob_bytes == NULL || b->ob_alloc - used - 1 < REC_SIZE) {
+        Py_ssize_t want = 2 * (n + REC_SIZE);
+        if (want > cap + REC_SIZE) {
+            want = cap + REC_SIZE;
+        }
+        if (want < n + REC_SIZE) {
+            want = n + REC_SIZE;
+        }
+        if (want < 4096) {
+            want = 4096;
+        }
+        /* (refused while a buffer export is alive: then the array cannot move) */
+        if (PyByteArray_Resize(buf, want) < 0) {
+            return NULL;
+        }
+        Py_SET_SIZE(b, n); /* the allocation stays */
+    }
+    p = b->ob_start + n;
+    Py_SET_SIZE(b, n + REC_SIZE);
+    b->ob_start[n + REC_SIZE] = '\0'; /* a bytearray's trailing NUL */
+    return p;
+}
+
+static void
+fill(char *p, int kind, int attempt, Py_ssize_t name, Py_ssize_t tok, int64_t seq, double t,
+     double t2, int64_t aseq, int64_t x, uint64_t pid)
+{
+    uint8_t k8 = (uint8_t)kind, a8 = (uint8_t)attempt;
+    uint16_t n16 = (uint16_t)name;
+    uint32_t t32 = (uint32_t)tok;
+    memcpy(p + O_KIND, &k8, 1);
+    memcpy(p + O_ATTEMPT, &a8, 1);
+    memcpy(p + O_NAME, &n16, 2);
+    memcpy(p + O_TOK, &t32, 4);
+    memcpy(p + O_SEQ, &seq, 8);
+    memcpy(p + O_T, &t, 8);
+    memcpy(p + O_T2, &t2, 8);
+    memcpy(p + O_ASEQ, &aseq, 8);
+    memcpy(p + O_X, &x, 8);
+    memcpy(p + O_PID, &pid, 8);
+}
+
+/* The index of name ``name`` in the hub's table: >= 0; -1 when it has none (not an exact str,
+ * or not registered: the caller takes the object path); -2 with an exception set. */
+static Py_ssize_t
+name_index(TrackerCore *self, PyObject *name)
+{
+    PyObject *ix;
+    Py_ssize_t i;
+    if (!PyUnicode_CheckExact(name) || self->nidx == NULL || !PyDict_CheckExact(self->nidx)) {
+        return -1;
+    }
+    /* an exact str key: hashing and comparing it run no Python code */
+    ix = PyDict_GetItemWithError(self->nidx, name);
+    if (ix == NULL) {
+        return PyErr_Occurred() ? -2 : -1;
+    }
+    i = PyLong_AsSsize_t(ix);
+    if (i == -1 && PyErr_Occurred()) {
+        return -2;
+    }
+    return (i < 0 || i > NAME_MAX) ? -1 : i;
+}
+
+static int
+now(double *t)
+{
+    PyObject *f = PyObject_CallNoArgs(perf_counter);
+    if (f == NULL) {
+        return -1;
+    }
+    *t = PyFloat_AsDouble(f);
+    Py_DECREF(f);
+    return (*t == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static int
+as_i64(PyObject *o, int64_t *out)
+{
+    long long v = PyLong_AsLongLong(o);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    *out = (int64_t)v;
+    return 0;
+}
+
+static int
+as_double(PyObject *o, double *out)
+{
+    double v = PyFloat_AsDouble(o);
+    if (v == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 PyDoc_STRVAR(emitted_doc,
-"emitted(ri, aseq, event, payload) -> None | int\n\n"
+"emitted_fast(ri, aseq, event, payload) -> None | int\n\n"
 "Count the job's next record and queue it as ``payload.emitted`` (activation ``aseq`` of\n"
-"routine ``ri`` emitted ``payload`` on ``event``), the cheap way. Returns None when queued;\n"
-"else the record's ``seq`` (already counted), for the slow path to write: the queue is past\n"
-"half its bound, or a queue-depth sample is due.");
+"routine ``ri`` emitted ``payload`` on ``event``), packed. Returns None when queued; else\n"
+"the record's ``seq`` (already counted), for the slow path to write: the queue is past half\n"
+"its bound, a queue-depth sample is due, or ``event`` has no index in the name table.");
 
 static PyObject *
 core_emitted(TrackerCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *items[W];
-    Py_ssize_t seq;
+    int64_t ri, aseq;
+    Py_ssize_t seq, nm;
+    double t;
+    char *p;
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "emitted() takes 4 arguments (ri, aseq, event, payload)");
         return NULL;
     }
-    if (check_buf(self) < 0) {
+    if (check_buf(self) < 0 || as_i64(args[0], &ri) < 0 || as_i64(args[1], &aseq) < 0) {
         return NULL;
     }
     seq = ++self->seq;
-    if (seq % DEPTH_EVERY == 0 || PyList_GET_SIZE(self->buf) >= self->half) {
+    if (seq % DEPTH_EVERY == 0 || PyByteArray_GET_SIZE(self->buf) >= self->half
+        || self->tok < 0 || self->tok > TOK_MAX) {
         return PyLong_FromSsize_t(seq);
     }
-    Py_INCREF(k_emitted);
-    items[0] = k_emitted;
-    items[1] = PyLong_FromSsize_t(self->tok);
-    items[2] = PyLong_FromSsize_t(seq);
-    items[3] = PyObject_CallNoArgs(perf_counter);
-    Py_INCREF(args[0]);
-    items[4] = args[0];
-    Py_INCREF(args[1]);
-    items[5] = args[1];
-    Py_INCREF(args[2]);
-    items[6] = args[2];
-    items[7] = PyLong_FromVoidPtr(args[3]); /* id(payload) */
-    if (make_items(items, W) < 0 || append8(self->buf, items) < 0) {
+    nm = name_index(self, args[2]);
+    if (nm == -2) {
         return NULL;
     }
+    if (nm < 0) {
+        return PyLong_FromSsize_t(seq);
+    }
+    if (now(&t) < 0 || (p = reserve(self->buf, self->cap)) == NULL) {
+        return NULL;
+    }
+    fill(p, K_EMITTED, 0, nm, self->tok, seq, t, 0.0, aseq, ri,
+         (uint64_t)(uintptr_t)args[3]);
     Py_RETURN_NONE;
 }
 
@@ -169,88 +250,169 @@ PyDoc_STRVAR(pair_doc,
 "pair(ri, t1, t0, aseq, nseq, payload) -> bool\n\n"
 "Queue activation ``aseq`` of routine ``ri`` finished at ``t1`` (started at ``t0``) and\n"
 "activation ``nseq`` started on ``payload``, the only input of its routine's one slot, both\n"
-"first attempts, as one ``K_PAIR`` raw record of two records. False (nothing counted or\n"
-"queued) when the queue is past half its bound or ``ri`` does not fit the packed token: the\n"
-"caller then writes the two records the general way.");
+"first attempts, as one packed ``K_PAIR`` record of two records. False (nothing counted or\n"
+"queued) when the queue is past half its bound or ``ri`` or the job's token do not fit the\n"
+"packed fields: the caller then writes the two records the general way.");
 
 static PyObject *
 core_pair(TrackerCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *items[W];
-    Py_ssize_t ri, seq;
+    int64_t ri, aseq, nseq;
+    double t1, t0;
+    char *p;
     if (nargs != 6) {
         PyErr_SetString(PyExc_TypeError,
                         "pair() takes 6 arguments (ri, t1, t0, aseq, nseq, payload)");
         return NULL;
     }
-    if (check_buf(self) < 0) {
+    if (check_buf(self) < 0 || as_i64(args[0], &ri) < 0 || as_double(args[1], &t1) < 0
+        || as_double(args[2], &t0) < 0 || as_i64(args[3], &aseq) < 0
+        || as_i64(args[4], &nseq) < 0) {
         return NULL;
     }
-    ri = PyLong_AsSsize_t(args[0]);
-    if (ri == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (ri < 0 || ri >= ((Py_ssize_t)1 << PAIR_SHIFT)
-        || PyList_GET_SIZE(self->buf) >= self->half) {
+    if (ri < 0 || ri > NAME_MAX || self->tok < 0 || self->tok > TOK_MAX
+        || PyByteArray_GET_SIZE(self->buf) >= self->half) {
         Py_RETURN_FALSE;
     }
-    seq = self->seq + 2;
-    Py_INCREF(k_pair);
-    items[0] = k_pair;
-    items[1] = PyLong_FromSsize_t((self->tok << PAIR_SHIFT) | ri);
-    items[2] = PyLong_FromSsize_t(seq);
-    Py_INCREF(args[1]);
-    items[3] = args[1];
-    Py_INCREF(args[2]);
-    items[4] = args[2];
-    Py_INCREF(args[3]);
-    items[5] = args[3];
-    Py_INCREF(args[4]);
-    items[6] = args[4];
-    items[7] = PyLong_FromVoidPtr(args[5]); /* id(payload) */
-    if (make_items(items, W) < 0 || append8(self->buf, items) < 0) {
+    if ((p = reserve(self->buf, self->cap)) == NULL) {
         return NULL;
     }
-    self->seq = seq;
+    self->seq += 2;
+    fill(p, K_PAIR, 0, (Py_ssize_t)ri, self->tok, self->seq, t1, t0, aseq, nseq,
+         (uint64_t)(uintptr_t)args[5]);
     Py_RETURN_TRUE;
 }
 
+PyDoc_STRVAR(started1_doc,
+"started1(ri, aseq, attempt, slot, payload, t) -> bool\n\n"
+"Count the job's next record and queue it as ``activation.started`` (activation ``aseq`` of\n"
+"routine ``ri``, attempt ``attempt``, at ``t``, on the one payload ``payload`` of ``slot``),\n"
+"packed. False (nothing counted or queued) when the queue is past half its bound or a field\n"
+"does not fit (``slot`` not in the name table, ``attempt`` over 255, the job's token).");
+
+static PyObject *
+core_started1(TrackerCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int64_t ri, aseq, attempt;
+    Py_ssize_t nm;
+    double t;
+    char *p;
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "started1() takes 6 arguments (ri, aseq, attempt, slot, payload, t)");
+        return NULL;
+    }
+    if (check_buf(self) < 0 || as_i64(args[0], &ri) < 0 || as_i64(args[1], &aseq) < 0
+        || as_i64(args[2], &attempt) < 0 || as_double(args[5], &t) < 0) {
+        return NULL;
+    }
+    if (attempt < 0 || attempt > ATTEMPT_MAX || self->tok < 0 || self->tok > TOK_MAX
+        || PyByteArray_GET_SIZE(self->buf) >= self->half) {
+        Py_RETURN_FALSE;
+    }
+    nm = name_index(self, args[3]);
+    if (nm == -2) {
+        return NULL;
+    }
+    if (nm < 0) {
+        Py_RETURN_FALSE;
+    }
+    if ((p = reserve(self->buf, self->cap)) == NULL) {
+        return NULL;
+    }
+    self->seq += 1;
+    fill(p, K_STARTED, (int)attempt, nm, self->tok, self->seq, t, 0.0, aseq, ri,
+         (uint64_t)(uintptr_t)args[4]);
+    Py_RETURN_TRUE;
+}
+
+PyDoc_STRVAR(finished1_doc,
+"finished1(ri, aseq, attempt, t1, duration) -> bool\n\n"
+"Count the job's next record and queue it as ``activation.finished`` (activation ``aseq`` of\n"
+"routine ``ri``, attempt ``attempt``, at ``t1`` after ``duration``), packed. False (nothing\n"
+"counted or queued) when the queue is past half its bound or a field does not fit.");
+
+static PyObject *
+core_finished1(TrackerCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int64_t ri, aseq, attempt;
+    double t1, duration;
+    char *p;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "finished1() takes 5 arguments (ri, aseq, attempt, t1, duration)");
+        return NULL;
+    }
+    if (check_buf(self) < 0 || as_i64(args[0], &ri) < 0 || as_i64(args[1], &aseq) < 0
+        || as_i64(args[2], &attempt) < 0 || as_double(args[3], &t1) < 0
+        || as_double(args[4], &duration) < 0) {
+        return NULL;
+    }
+    if (attempt < 0 || attempt > ATTEMPT_MAX || self->tok < 0 || self->tok > TOK_MAX
+        || PyByteArray_GET_SIZE(self->buf) >= self->half) {
+        Py_RETURN_FALSE;
+    }
+    if ((p = reserve(self->buf, self->cap)) == NULL) {
+        return NULL;
+    }
+    self->seq += 1;
+    fill(p, K_FINISHED, (int)attempt, 0, self->tok, self->seq, t1, duration, aseq, ri, 0);
+    Py_RETURN_TRUE;
+}
+
+PyDoc_STRVAR(mark_doc,
+"mark(key) -> None\n\n"
+"Queue a ``K_OBJ`` marker: the record is the object the hub keeps under ``key`` (the caller\n"
+"stored it there first, and checked the queue's bound).");
+
+static PyObject *
+core_mark(TrackerCore *self, PyObject *key)
+{
+    int64_t k;
+    char *p;
+    if (check_buf(self) < 0 || as_i64(key, &k) < 0) {
+        return NULL;
+    }
+    if ((p = reserve(self->buf, self->cap)) == NULL) {
+        return NULL;
+    }
+    fill(p, K_OBJ, 0, 0, 0, 0, 0.0, 0.0, 0, 0, (uint64_t)k);
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(take_doc,
-"take(buf) -> tuple\n\n"
-"Remove every item of the list ``buf`` and return them as a tuple that the cyclic garbage\n"
-"collector does not track (the drain thread's chunk).\n\n"
-"A chunk holds atoms (ints, floats, strings, None) and tuples of atoms, so it can never be\n"
-"part of a reference cycle; ``tuple(buf)`` would be tracked, and the collector's first pass\n"
-"over it would visit every item (about a sixth of tracking's cost per message). Writers only\n"
-"append whole records and this is the only remover, so the items taken are whole records.");
+"take(buf) -> bytes\n\n"
+"Remove every byte of the bytearray ``buf`` (whole packed records: writers append whole\n"
+"records and this is the only remover) and return them as ``bytes`` (the drain thread's\n"
+"chunk). The bytearray keeps its allocation, so writers refill memory already touched.");
 
 static PyObject *
 crec_take(PyObject *module, PyObject *buf)
 {
-    Py_ssize_t i, n;
-    PyObject *chunk, **items;
-    if (!PyList_CheckExact(buf)) {
-        PyErr_SetString(PyExc_TypeError, "take() needs a list");
+    PyByteArrayObject *b;
+    Py_ssize_t n;
+    PyObject *chunk;
+    if (!PyByteArray_CheckExact(buf)) {
+        PyErr_SetString(PyExc_TypeError, "take() needs a bytearray");
         return NULL;
     }
-    n = PyList_GET_SIZE(buf);
-    /* Making the tuple may run a collection, and with it other threads' appends: the list can
-     * grow (and move its array) meanwhile, so its items are read only afterwards. Its first n
-     * items are still the same ones (nothing else removes items). */
-    chunk = PyTuple_New(n);
+    b = (PyByteArrayObject *)buf;
+    n = Py_SIZE(b);
+    if (n == 0) {
+        return PyBytes_FromStringAndSize(NULL, 0);
+    }
+    if (b->ob_exports > 0) {
+        PyErr_SetString(PyExc_BufferError, "take(): the queue is exported (a memoryview)");
+        return NULL;
+    }
+    /* (making bytes runs no Python code and starts no collection: nothing appends meanwhile) */
+    chunk = PyBytes_FromStringAndSize(b->ob_start, n);
     if (chunk == NULL) {
         return NULL;
     }
-    items = ((PyListObject *)buf)->ob_item;
-    for (i = 0; i < n; i++) {
-        Py_INCREF(items[i]);
-        PyTuple_SET_ITEM(chunk, i, items[i]);
-    }
-    if (PyList_SetSlice(buf, 0, n, NULL) < 0) {
-        Py_DECREF(chunk);
-        return NULL;
-    }
-    PyObject_GC_UnTrack(chunk);
+    b->ob_start = b->ob_bytes;
+    Py_SET_SIZE(b, 0);
+    b->ob_bytes[0] = '\0';
     return chunk;
 }
 
@@ -262,15 +424,19 @@ static PyMethodDef crec_functions[] = {
 static PyMethodDef core_methods[] = {
     {"emitted_fast", (PyCFunction)(void (*)(void))core_emitted, METH_FASTCALL, emitted_doc},
     {"pair", (PyCFunction)(void (*)(void))core_pair, METH_FASTCALL, pair_doc},
+    {"started1", (PyCFunction)(void (*)(void))core_started1, METH_FASTCALL, started1_doc},
+    {"finished1", (PyCFunction)(void (*)(void))core_finished1, METH_FASTCALL, finished1_doc},
+    {"mark", (PyCFunction)core_mark, METH_O, mark_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static PyMemberDef core_members[] = {
-    {"buf", T_OBJECT, offsetof(TrackerCore, buf), 0, "the hub's queue (a list)"},
+    {"buf", T_OBJECT, offsetof(TrackerCore, buf), 0, "the hub's queue (a bytearray)"},
+    {"nidx", T_OBJECT, offsetof(TrackerCore, nidx), 0, "the hub's name index (a dict)"},
     {"tok", T_PYSSIZET, offsetof(TrackerCore, tok), 0, "the job's token"},
     {"seq", T_PYSSIZET, offsetof(TrackerCore, seq), 0, "records counted so far"},
-    {"half", T_PYSSIZET, offsetof(TrackerCore, half), 0, "items queued before the slow path"},
-    {"cap", T_PYSSIZET, offsetof(TrackerCore, cap), 0, "items queued before records drop"},
+    {"half", T_PYSSIZET, offsetof(TrackerCore, half), 0, "bytes queued before the slow path"},
+    {"cap", T_PYSSIZET, offsetof(TrackerCore, cap), 0, "bytes queued before records drop"},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -306,11 +472,6 @@ crec_exec(PyObject *module)
     if (perf_counter == NULL) {
         return -1;
     }
-    Py_XSETREF(k_emitted, PyLong_FromLong(K_EMITTED));
-    Py_XSETREF(k_pair, PyLong_FromLong(K_PAIR));
-    if (k_emitted == NULL || k_pair == NULL) {
-        return -1;
-    }
     type = PyType_FromModuleAndSpec(module, &core_spec, NULL);
     if (type == NULL) {
         return -1;
@@ -319,10 +480,15 @@ crec_exec(PyObject *module)
         Py_DECREF(type);
         return -1;
     }
-    if (PyModule_AddIntConstant(module, "K_EMITTED", K_EMITTED) < 0
+    if (PyModule_AddIntConstant(module, "K_STARTED", K_STARTED) < 0
+        || PyModule_AddIntConstant(module, "K_FINISHED", K_FINISHED) < 0
+        || PyModule_AddIntConstant(module, "K_EMITTED", K_EMITTED) < 0
+        || PyModule_AddIntConstant(module, "K_OBJ", K_OBJ) < 0
         || PyModule_AddIntConstant(module, "K_PAIR", K_PAIR) < 0
-        || PyModule_AddIntConstant(module, "PAIR_SHIFT", PAIR_SHIFT) < 0
-        || PyModule_AddIntConstant(module, "W", W) < 0
+        || PyModule_AddIntConstant(module, "REC_SIZE", REC_SIZE) < 0
+        || PyModule_AddIntConstant(module, "NAME_MAX", NAME_MAX) < 0
+        || PyModule_AddIntConstant(module, "TOK_MAX", TOK_MAX) < 0
+        || PyModule_AddIntConstant(module, "ATTEMPT_MAX", ATTEMPT_MAX) < 0
         || PyModule_AddIntConstant(module, "DEPTH_EVERY", DEPTH_EVERY) < 0) {
         return -1;
     }
@@ -331,7 +497,8 @@ crec_exec(PyObject *module)
 
 /* Module state is in static variables, so one interpreter only (3.12+ would otherwise let
  * sub-interpreters share these objects). Free-threaded builds are not declared supported
- * (no Py_mod_gil slot): they re-enable the GIL for this module, which the list writes rely on. */
+ * (no Py_mod_gil slot): they re-enable the GIL for this module, which the buffer writes rely
+ * on. */
 static PyModuleDef_Slot crec_slots[] = {
     {Py_mod_exec, crec_exec},
 #if PY_VERSION_HEX >= 0x030C0000

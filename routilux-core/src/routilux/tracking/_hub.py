@@ -1,16 +1,18 @@
 """The tracking channel: per-job trackers (hot path), the hub's queue and drain thread.
 
 Cost model (docs/tracking.md, "Overhead"): with no sink attached a job has no tracker and its
-hot path pays one ``is not None`` test per call site. With sinks, each tracked event costs the
-job one ``list.extend`` of an 8-item tuple of atoms (ints, floats, the plan's own name
-strings) onto the hub's bounded queue, under the job lock it already holds: no record object
-is built, nothing is formatted or hashed, no thread is woken per message, and nothing the
-garbage collector tracks is kept (a queued tuple per record would trigger a collection every
-700 records; the tuple given to ``extend`` is freed at once). Rare events (job lifecycle,
-failures) queue one tuple as a single item. One daemon thread drains the queue in chunks,
-turns them into records (resolving payload lineage by object identity) and hands them to the
-sinks. A sink that only keeps records (:class:`~routilux.tracking.InMemorySink`) keeps the
-chunks and builds records when read.
+hot path pays one ``is not None`` test per call site. With sinks, each hot record (an emit,
+an activation's start and finish) is written as one fixed-size packed record (56 bytes,
+tracking/_wire.py) at the end of the hub's ``bytearray`` queue, under the job lock it already
+holds, by the compiled recorder (tracking/_crec.c) or its pure-Python twin: no Python object
+is made per record, nothing is formatted or hashed, no thread is woken per message. Rare
+records (job lifecycle, failures, queue depths, drops) are kept as one tuple in a side
+dictionary under a key that a packed ``K_OBJ`` marker in the queue names, so the queue's
+order stays the records' order. One daemon thread drains the queue in chunks (a copy of its
+bytes; the queue keeps its memory), turns them into records (resolving payload lineage by
+object identity) and hands them to the sinks. A sink that only keeps records
+(:class:`~routilux.tracking.InMemorySink`) keeps the packed chunks and builds records when
+read.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import contextlib
 import functools
 import itertools
 import os
+import struct
 import threading
 import time
 from collections import deque
@@ -29,6 +32,7 @@ import structlog
 
 from ._materialize import Materializer, decode
 from ._wire import (
+    ATTEMPT_MAX,
     K_CANCELLED,
     K_DEPTH,
     K_DROPPED,
@@ -45,9 +49,12 @@ from ._wire import (
     K_RETRIED,
     K_SKIPPED,
     K_STARTED,
+    NAME_MAX,
     PAIR_SHIFT,
+    REC,
+    REC_SIZE,
+    TOK_MAX,
     JobInfo,
-    W,
 )
 from ._wire import err_text as _err_text
 from ._wire import err_type as _err_type
@@ -63,7 +70,8 @@ __all__ = ["DEFAULT_QUEUE_SIZE", "JobTracker", "TrackingHub", "TrackingSink", "p
 _log = structlog.get_logger("routilux.tracking")
 
 DEFAULT_QUEUE_SIZE = 65_536
-"""Raw records the hub queues before it drops (and counts) new ones."""
+"""Raw records the hub queues before it drops (and counts) new ones (56 bytes each: the
+queue's memory is at most about 3.7 MB)."""
 
 
 _DEPTH_EVERY = 64
@@ -99,40 +107,86 @@ def _inputs(slot_data: dict[str, list[Any]]) -> tuple[Any, ...]:
     return tuple(out)
 
 
+_pack = REC.pack
+_RI_LIMIT = 1 << PAIR_SHIFT
+
+
 class _PyTrackerCore:
     """The hot-path fields and methods of a job's tracker, in Python: the compiled
-    ``_crec.TrackerCore`` (tracking/_crec.c) does exactly this, faster; this class is used
-    where that module was not built, or with ``ROUTILUX_PURE_PYTHON=1``."""
+    ``_crec.TrackerCore`` (tracking/_crec.c) does exactly this (the same bytes), faster; this
+    class is used where that module was not built, or with ``ROUTILUX_PURE_PYTHON=1``.
 
-    __slots__ = ("buf", "cap", "half", "seq", "tok")
+    ``buf`` is the hub's queue (a ``bytearray``), ``nidx`` the hub's name index (``str`` ->
+    index, only the hub adds to it); ``half`` and ``cap`` are in bytes."""
+
+    __slots__ = ("buf", "cap", "half", "nidx", "seq", "tok")
 
     def __init__(self) -> None:
-        self.buf: list[Any] = []
+        self.buf = bytearray()
+        self.nidx: dict[str, int] = {}
         self.tok = self.seq = self.half = self.cap = 0
 
     def emitted_fast(self, ri: int, aseq: int, event: str, payload: Any) -> int | None:
-        """Count the job's next record and queue it as ``payload.emitted`` the cheap way;
-        None when queued, else its ``seq`` for the slow path (``JobTracker.emitted_at``): the
-        queue is past half its bound, or a queue-depth sample is due."""
+        """Count the job's next record and queue it as ``payload.emitted``, packed; None when
+        queued, else its ``seq`` for the slow path (``JobTracker.emitted_at``): the queue is
+        past half its bound, a queue-depth sample is due, or a field does not fit."""
         self.seq = seq = self.seq + 1
         buf = self.buf
-        if seq % _DEPTH_EVERY and len(buf) < self.half:
-            buf += (K_EMITTED, self.tok, seq, _pc(), ri, aseq, event, id(payload))
-            return None
+        tok = self.tok
+        if seq % _DEPTH_EVERY and len(buf) < self.half and 0 <= tok <= TOK_MAX:
+            nm = self.nidx.get(event) if type(event) is str else None
+            if nm is not None and 0 <= nm <= NAME_MAX:
+                buf += _pack(K_EMITTED, 0, nm, tok, seq, _pc(), 0.0, aseq, ri, id(payload))
+                return None
         return seq
 
     def pair(self, ri: int, t1: float, t0: float, aseq: int, nseq: int, payload: Any) -> bool:
         """Queue activation ``aseq`` of routine ``ri`` finished at ``t1`` (started at ``t0``)
         and activation ``nseq`` started on ``payload``, the one input of its routine's one
-        slot, both first attempts, as one ``K_PAIR`` raw record (tracking/_wire.py). False,
-        with nothing counted or queued, when the queue is past half its bound or ``ri`` does
-        not fit the packed token: the caller then writes the two records the general way."""
+        slot, both first attempts, as one packed ``K_PAIR`` record (tracking/_wire.py). False,
+        with nothing counted or queued, when the queue is past half its bound or a field does
+        not fit: the caller then writes the two records the general way."""
         buf = self.buf
-        if len(buf) >= self.half or not 0 <= ri < 1 << PAIR_SHIFT:
+        tok = self.tok
+        if not 0 <= ri < _RI_LIMIT or not 0 <= tok <= TOK_MAX or len(buf) >= self.half:
             return False
         self.seq = seq = self.seq + 2
-        buf += (K_PAIR, self.tok << PAIR_SHIFT | ri, seq, t1, t0, aseq, nseq, id(payload))
+        buf += _pack(K_PAIR, 0, ri, tok, seq, t1, t0, aseq, nseq, id(payload))
         return True
+
+    def started1(self, ri: int, aseq: int, attempt: int, slot: str, payload: Any,
+                 t: float) -> bool:
+        """Count the job's next record and queue it as ``activation.started`` on the one
+        payload ``payload`` of ``slot``, packed; False (nothing counted or queued) when the
+        queue is past half its bound or a field does not fit."""
+        buf = self.buf
+        tok = self.tok
+        if (not 0 <= attempt <= ATTEMPT_MAX or not 0 <= tok <= TOK_MAX
+                or len(buf) >= self.half):
+            return False
+        nm = self.nidx.get(slot) if type(slot) is str else None
+        if nm is None or not 0 <= nm <= NAME_MAX:
+            return False
+        self.seq = seq = self.seq + 1
+        buf += _pack(K_STARTED, attempt, nm, tok, seq, t, 0.0, aseq, ri, id(payload))
+        return True
+
+    def finished1(self, ri: int, aseq: int, attempt: int, t1: float, duration: float) -> bool:
+        """Count the job's next record and queue it as ``activation.finished``, packed; False
+        (nothing counted or queued) when the queue is past half its bound or a field does not
+        fit."""
+        buf = self.buf
+        tok = self.tok
+        if (not 0 <= attempt <= ATTEMPT_MAX or not 0 <= tok <= TOK_MAX
+                or len(buf) >= self.half):
+            return False
+        self.seq = seq = self.seq + 1
+        buf += _pack(K_FINISHED, attempt, 0, tok, seq, t1, duration, aseq, ri, 0)
+        return True
+
+    def mark(self, key: int) -> None:
+        """Queue a ``K_OBJ`` marker for the entry the hub keeps under ``key``."""
+        self.buf += _pack(K_OBJ, 0, 0, 0, 0, 0.0, 0.0, 0, 0, key)
 
 
 _TrackerCore = _PyTrackerCore
@@ -142,15 +196,12 @@ if not TYPE_CHECKING and os.environ.get("ROUTILUX_PURE_PYTHON", "") in ("", "0")
         from ._crec import TrackerCore as _TrackerCore
 
 
-def _py_take(buf: list[Any]) -> tuple[Any, ...]:
-    """Remove every item of ``buf`` and return them as a tuple (the drain's chunk); the
-    compiled ``_crec.take`` also keeps the collector from walking it (see there)."""
-    n = len(buf)
-    # (not ``tuple(buf)``: on 3.11 that reads the list's array, then allocates the tuple, which
-    # can run a collection, a finalizer and another thread appending, so moving the array; a
-    # slice reads it after allocating)
-    chunk = tuple(buf[:n])
-    del buf[:n]
+def _py_take(buf: bytearray) -> bytes:
+    """Remove every byte of ``buf`` and return them (the drain's chunk). Writers only append
+    whole records at the end, so deleting exactly the bytes copied leaves later ones intact;
+    the compiled ``_crec.take`` also keeps the queue's allocation."""
+    chunk = bytes(buf)
+    del buf[: len(chunk)]
     return chunk
 
 
@@ -161,116 +212,108 @@ if not TYPE_CHECKING and _TrackerCore is not _PyTrackerCore:
 ACCELERATED = _TrackerCore is not _PyTrackerCore
 """True when the compiled recorder (tracking/_crec.c) is in use."""
 
+_K_OBJ_BYTE = bytes((K_OBJ,))
+_key_at = struct.Struct("=Q").unpack_from
+_KEY_OFFSET = REC_SIZE - 8
+
+
+def _objects(data: bytes, objs: dict[int, Any]) -> tuple[Any, ...]:
+    """Pop from ``objs`` the entries that the ``K_OBJ`` markers of ``data`` name, in order
+    (each was stored before its marker was queued)."""
+    kinds = data[0::REC_SIZE]
+    found: list[Any] = []
+    i = kinds.find(_K_OBJ_BYTE)
+    while i >= 0:
+        found.append(objs.pop(_key_at(data, i * REC_SIZE + _KEY_OFFSET)[0]))
+        i = kinds.find(_K_OBJ_BYTE, i + 1)
+    return tuple(found)
+
 
 class JobTracker(_TrackerCore):
     """Hot-path side of tracking for one job: appends raw records to the hub's queue.
 
     Every method is called with the job's lock held, which orders the job's records and makes
     ``seq`` safe without a lock of its own: the job's records enter the queue in ``seq``
-    order. Records of different jobs interleave, but a record's items stay together: each
-    is queued by one ``extend`` (one C call under the GIL), or by the compiled core, which
-    runs no Python code and keeps the GIL between its appends. Payloads are named by
-    ``id()``: an emitted payload stays alive (queued) until every target has taken it, and
-    its consumers' records are appended before that, so the drain thread resolves each id to
-    the right payload in order.
+    order. Records of different jobs interleave, but a record stays whole: a packed record
+    is written by one C call under the GIL (the compiled core, or ``bytearray +=`` in the
+    pure one), and a rare record's entry is stored in the hub's side dictionary before the
+    marker naming it is queued. Payloads are named by ``id()``: an emitted payload stays
+    alive (queued) until every target has taken it, and its consumers' records are appended
+    before that, so the drain thread resolves each id to the right payload in order.
     """
 
-    __slots__ = ("dropped", "hub", "queues", "t_start")
+    __slots__ = ("dropped", "hub", "objs", "queues", "t_start")
 
     def __init__(self, hub: TrackingHub, job: Job) -> None:
         self.hub = hub
         self.tok = hub._register(JobInfo(job))
         self.buf = hub._buf
-        self.cap = hub.queue_size * W
+        self.nidx = hub._nidx
+        self.objs = hub._objs
+        self.cap = hub.queue_size * REC_SIZE
         self.half = self.cap // 2
         self.queues = job.queues
         self.seq = 0
         self.dropped = 0
         self.t_start = 0.0
+        plan = job.plan
+        for slots in plan.slot_names:
+            hub._names_of(slots)
+        for routes in plan.routes:
+            hub._names_of(routes)
 
-    def _put(self, rec: tuple[Any, ...]) -> None:
-        buf = self.buf
-        n = len(buf)
-        if n < self.half:
-            buf.extend(rec)
-        elif n < self.cap:
-            buf.extend(rec)
-            self.hub._wake_half()
+    def _put(self, entry: tuple[Any, ...]) -> None:
+        """Queue a record the object way (``entry`` as the materializer reads it)."""
+        n = len(self.buf)
+        if n < self.cap:
+            key = next(self.hub._keys)
+            self.objs[key] = entry  # before the marker: the drain finds it
+            self.mark(key)
+            if n >= self.half:
+                self.hub._wake_half()
         else:
             self.dropped += 1
             self.hub._dropped_one()
 
-    def _obj(self, obj: tuple[Any, ...]) -> None:
-        self._put((K_OBJ, obj, None, None, None, None, None, None))
+    _obj = _put
 
     def _next(self) -> int:
         self.seq = seq = self.seq + 1
         return seq
 
     # -- per message (hot) -----------------------------------------------------------------
-    # Each of these is one ``len`` test and one ``extend``; the shape of _put is inlined.
 
     def started(self, act: Activation) -> None:
         """An activation is about to run."""
-        self.seq = seq = self.seq + 1
+        self._started_at(act, _pc())
+
+    def _started_at(self, act: Activation, t: float) -> None:
         sd = act.slot_data
-        rec: tuple[Any, ...]
         if len(sd) == 1:
             for slot, payloads in sd.items():
-                if len(payloads) == 1:
-                    rec = (slot, self.tok, seq, _pc(), act.ri, act.seq, act.attempt,
-                           id(payloads[0]))
-                    break
-                self._obj((K_STARTED, self.tok, seq, _pc(), act.ri, act.seq, act.attempt,
-                           _inputs(sd)))
-                return
-        elif not sd:
-            rec = (K_STARTED, self.tok, seq, _pc(), act.ri, act.seq, act.attempt, None)
-        else:  # several slots: rare enough for the object path
-            self._obj((K_STARTED, self.tok, seq, _pc(), act.ri, act.seq, act.attempt,
-                       _inputs(sd)))
-            return
-        buf = self.buf
-        n = len(buf)
-        if n < self.half:
-            buf.extend(rec)
-        else:
-            self._put(rec)
+                if len(payloads) == 1 and self.started1(act.ri, act.seq, act.attempt, slot,
+                                                        payloads[0], t):
+                    return
+        self._put((K_STARTED, self.tok, self._next(), t, act.ri, act.seq, act.attempt,
+                   _inputs(sd)))
+        if len(sd) == 1:
+            self.hub._names_of(sd)  # (a slot first seen here is packed next time)
 
     def finished(self, act: Activation, t1: float, duration: float) -> None:
         """An activation's logic returned."""
-        self.seq = seq = self.seq + 1
-        rec = (K_FINISHED, self.tok, seq, t1, act.ri, act.seq, act.attempt, duration)
-        buf = self.buf
-        if len(buf) < self.half:
-            buf.extend(rec)
-        else:
-            self._put(rec)
+        if not self.finished1(act.ri, act.seq, act.attempt, t1, duration):
+            self._put((K_FINISHED, self.tok, self._next(), t1, act.ri, act.seq, act.attempt,
+                       duration))
 
     def finished_started(
         self, act: Activation, t1: float, duration: float, nxt: Activation
     ) -> None:
-        """``finished(act, t1, duration)`` then ``started(nxt)``, in one append when ``nxt``
-        has one payload on one slot (the common case of a routine draining its queue). The
-        started record then shares the finished record's time ``t1``: ``nxt`` was taken
-        under the same hold of the job lock, microseconds later. ``Job.run_task`` writes the
-        commonest case itself, as one ``K_PAIR`` raw record (a fast routine, first attempts:
-        the same two records), and calls this method for the others."""
-        try:
-            ((slot, (payload,)),) = nxt.slot_data.items()
-        except ValueError:  # not one payload on one slot
-            pass
-        else:
-            buf = self.buf
-            if len(buf) < self.half:
-                seq = self.seq
-                self.seq = seq + 2
-                tok = self.tok
-                buf += (K_FINISHED, tok, seq + 1, t1, act.ri, act.seq, act.attempt, duration,
-                        slot, tok, seq + 2, t1, nxt.ri, nxt.seq, nxt.attempt, id(payload))
-                return
+        """``finished(act, t1, duration)`` then ``started(nxt)``, the started record at the
+        same time ``t1`` (``nxt`` was taken under the same hold of the job lock, microseconds
+        later). ``Job.run_task`` writes the commonest case itself, as one ``K_PAIR`` record (a
+        fast routine, first attempts), and calls this method for the others."""
         self.finished(act, t1, duration)
-        self.started(nxt)
+        self._started_at(nxt, t1)
 
     def emitted(self, act: Activation, event: str, payload: Any, targets: Any) -> None:
         """``act`` emitted ``payload`` on ``event`` (to ``targets``, before delivery).
@@ -283,13 +326,15 @@ class JobTracker(_TrackerCore):
     def emitted_at(self, seq: int, act: Activation, event: str, payload: Any,
                    targets: Any) -> None:
         """The emitted record ``seq`` (already counted) the slow way: near or past the
-        queue's bound, or with a queue-depth sample of the targets due."""
+        queue's bound, with a queue-depth sample of the targets due, or an event name not in
+        the hub's table yet."""
         self._put((K_EMITTED, self.tok, seq, _pc(), act.ri, act.seq, event, id(payload)))
+        if event not in self.nidx:
+            self.hub._names_of((event,))
         if not seq % _DEPTH_EVERY:
             queues = self.queues
             for _, qi in targets:
-                self._put((K_DEPTH, self.tok, self._next(), _pc(), qi, len(queues[qi]) + 1,
-                           None, None))
+                self._put((K_DEPTH, self.tok, self._next(), _pc(), qi, len(queues[qi]) + 1))
 
     def enqueued(self, source: str, payload: Any, targets: Any) -> None:
         """A payload from outside (``entry``/``post``) is about to be delivered to
@@ -300,16 +345,17 @@ class JobTracker(_TrackerCore):
     def dropped_payload(self, di: int, qi: int, payload: Any) -> None:
         """A ``drop_oldest`` queue dropped ``payload`` (queue ``qi`` of routine ``di``)."""
         t = _pc()
-        self._put((K_DROPPED, self.tok, self._next(), t, id(payload), di, qi, None))
-        self._put((K_DEPTH, self.tok, self._next(), t, qi, len(self.queues[qi]), None, None))
+        self._put((K_DROPPED, self.tok, self._next(), t, id(payload), di, qi, "drop_oldest",
+                   None))
+        self._put((K_DEPTH, self.tok, self._next(), t, qi, len(self.queues[qi])))
 
     def discarded(self, ri: int, event: str | None) -> None:
         """Routine ``ri`` emitted after its job stopped (or its activation was abandoned)."""
-        self._put((K_DROPPED, self.tok, self._next(), _pc(), None, ri, None, event))
+        self._put((K_DROPPED, self.tok, self._next(), _pc(), None, ri, None, "discarded",
+                   event))
 
     def queue_full(self, qi: int) -> None:
-        self._put((K_DEPTH, self.tok, self._next(), _pc(), qi, len(self.queues[qi]), None,
-                   None))
+        self._put((K_DEPTH, self.tok, self._next(), _pc(), qi, len(self.queues[qi])))
 
     # -- rare: one tuple as one item ---------------------------------------------------------
 
@@ -375,7 +421,14 @@ class TrackingHub:
             raise ValueError(f"queue_size must be at least 2, got {queue_size}")
         self.queue_size = queue_size
         self.flush_interval = flush_interval
-        self._buf: list[Any] = []
+        self._buf = bytearray()
+        # rare records' entries, under the keys their K_OBJ markers in the queue name
+        self._objs: dict[int, tuple[Any, ...]] = {}
+        self._keys = itertools.count()
+        # the name table: names (events, slots) of the tracked plans, packed as indices
+        self._names: list[str] = []
+        self._nidx: dict[str, int] = {}
+        self._names_lock = threading.Lock()
         self._half_woken = False
         self._wake = threading.Event()
         self._lock = threading.Lock()
@@ -386,8 +439,8 @@ class TrackingHub:
         self._closed = False
         self._dropped = 0
         self._drop_logged = 0
-        self._taken = 0  # queued items delivered to the sinks (or given up on)
-        self._pulled = 0  # queued items taken by the drain thread
+        self._taken = 0  # queued bytes delivered to the sinks (or given up on)
+        self._pulled = 0  # queued bytes taken by the drain thread
         self._delivered = 0
         self._done = threading.Condition(threading.Lock())
         self._errors: dict[str, int] = {}
@@ -460,6 +513,21 @@ class TrackingHub:
         self._new_infos.append((tok, info))
         return tok
 
+    def _names_of(self, names: Any) -> None:
+        """Give every ``str`` of ``names`` an index in the name table (up to ``NAME_MAX``;
+        later names take the object path). Only this method writes the table, under a lock;
+        the recorders only read it, and a name is in the list before its index is visible."""
+        nidx = self._nidx
+        missing = [name for name in names if type(name) is str and name not in nidx]
+        if not missing:  # (the common case: the plan's names are in the table already)
+            return
+        with self._names_lock:
+            table = self._names
+            for name in missing:
+                if type(name) is str and name not in nidx and len(table) <= NAME_MAX:
+                    table.append(name)
+                    nidx[name] = len(table) - 1
+
     def job_tracker(self, job: Job) -> JobTracker | None:
         """A tracker for ``job`` if a sink is attached, else None (the job is not tracked)."""
         return JobTracker(self, job) if self._sinks and not self._closed else None
@@ -485,7 +553,7 @@ class TrackingHub:
         """Counters of the channel: queued, delivered, dropped, and errors per sink."""
         return {
             "sinks": [_sink_name(s) for s in self._sinks],
-            "queued": count_records(self._buf[:]),
+            "queued": count_records((bytes(self._buf), ())),
             "queue_size": self.queue_size,
             "delivered": self._delivered,
             "dropped": self._dropped,
@@ -503,7 +571,7 @@ class TrackingHub:
         if thread is threading.current_thread():
             return False  # a sink flushing from write(): it would wait for itself
         with self._done:
-            # Items taken from the queue so far (the drain thread counts them under this lock
+            # Bytes taken from the queue so far (the drain thread counts them under this lock
             # as it takes them, before it hands them to the sinks) plus those still queued:
             # every record queued before this call, including a chunk being delivered now.
             target = self._pulled + len(self._buf)
@@ -524,17 +592,14 @@ class TrackingHub:
             # next round (chasing them would hand the GIL back and forth with the workers).
             ended = len(self._ended)  # read first: their job.finished records are in the chunk
             if buf:
-                # Writers only ever extend the end by whole records and this thread is the
-                # only remover, so the chunk is whole records and deleting exactly its items
-                # leaves later ones intact. A tuple of atoms (and tuples of atoms): the compiled
-                # ``take`` hands it over untracked by the cyclic garbage collector; the pure
-                # one's is untracked by the collector's first pass (a kept list would be walked
-                # item by item by every collection it lives through).
+                # Writers only ever append whole records at the end and this thread is the
+                # only remover, so the chunk is whole records. It is ``bytes`` (nothing the
+                # cyclic collector tracks) plus the entries its K_OBJ markers name.
                 with done:  # (``flush`` counts what is taken but not yet delivered)
-                    chunk = _take(buf)
-                    n = len(chunk)
+                    data = _take(buf)
+                    n = len(data)
                     self._pulled += n
-                self._dispatch(chunk, ended)
+                self._dispatch((data, _objects(data, self._objs)), ended)
                 with done:
                     self._taken += n
                     done.notify_all()
@@ -542,17 +607,18 @@ class TrackingHub:
             if self._closed and not buf:
                 return
 
-    def _dispatch(self, chunk: tuple[Any, ...], ended: int) -> None:
+    def _dispatch(self, chunk: tuple[bytes, tuple[Any, ...]], ended: int) -> None:
         new, self._new_infos = self._new_infos, []
         count = count_records(chunk)
         self._delivered += count
+        names = self._names
         for sink in self._raw_sinks:
-            self._call(sink, functools.partial(sink._accept_raw, infos=new, records=count),
-                       chunk)
+            self._call(sink, functools.partial(sink._accept_raw, infos=new, records=count,
+                                               names=names), chunk)
         entries: list[tuple[Any, ...]] | None = None
         sinks = self._record_sinks
         if sinks:
-            entries = decode(chunk, self._infos)
+            entries = decode(chunk, self._infos, names)
             records = self._materializer.build(entries)
             for sink in sinks:
                 self._call(sink, sink.write, records)

@@ -25,7 +25,7 @@ from ._wire import (
     K_RETRIED,
     K_SKIPPED,
     K_STARTED,
-    PAIR_SHIFT,
+    REC,
     JobInfo,
 )
 from .records import (
@@ -54,41 +54,31 @@ _LINEAGE_LIMIT = 65_536
 """Payloads per job whose producer is remembered until consumed (oldest forgotten beyond)."""
 
 
-_RI_MASK = (1 << PAIR_SHIFT) - 1
-
-
-def decode(chunk: Sequence[Any], infos: dict[int, JobInfo]) -> list[tuple[Any, ...]]:
-    """Raw records of one drained chunk (``W`` items each, see ``_wire``) as tuples (the
-    materializer's input)."""
+def decode(
+    chunk: tuple[bytes, Sequence[Any]], infos: dict[int, JobInfo], names: Sequence[str]
+) -> list[tuple[Any, ...]]:
+    """The raw records of one drained chunk (``(packed bytes, the K_OBJ entries in order)``,
+    see ``_wire``) as entry tuples (the materializer's input); ``names`` is the hub's name
+    table."""
+    data, objs = chunk
     out: list[tuple[Any, ...]] = []
     append = out.append
-    it = iter(chunk)
-    for k, tok, seq, t, a, b, c, d in zip(it, it, it, it, it, it, it, it, strict=True):
-        if not isinstance(k, int):  # started, one payload on slot k (a name, see _wire)
-            append((K_STARTED, tok, seq, t, a, b, c, (k, 1, d)))
-            continue
-        if k == K_PAIR:  # finished (t0 = a, aseq = b) then started (nseq = c, payload d)
-            ri = tok & _RI_MASK
-            tok >>= PAIR_SHIFT
+    nobj = 0
+    for k, att, nm, tok, seq, t, t2, aseq, x, pid in REC.iter_unpack(data):
+        if k == K_PAIR:  # finished (t0 = t2, ri = nm) then started (nseq = x, payload pid)
             info = infos.get(tok)
             if info is not None:
-                append((K_FINISHED, tok, seq - 1, t, ri, b, 0, t - a))
-                append((K_STARTED, tok, seq, t, ri, c, 0, (info.slot_names[ri][0], 1, d)))
-            continue
-        if k == K_OBJ:
-            append(tok)
-            continue
-        if tok not in infos:
-            continue
-        if k in (K_EMITTED, K_FINISHED, K_ENQUEUED):
-            append((k, tok, seq, t, a, b, c, d))
-        elif k == K_STARTED:
-            append((k, tok, seq, t, a, b, c, ()))
-        elif k == K_DEPTH:
-            append((k, tok, seq, t, a, b))
-        elif k == K_DROPPED:
-            append((k, tok, seq, t, a, b, c, "drop_oldest" if a is not None else "discarded",
-                    d))
+                append((K_FINISHED, tok, seq - 1, t, nm, aseq, 0, t - t2))
+                append((K_STARTED, tok, seq, t, nm, x, 0, (info.slot_names[nm][0], 1, pid)))
+        elif k == K_EMITTED:
+            append((K_EMITTED, tok, seq, t, x, aseq, names[nm], pid))
+        elif k == K_STARTED:  # one payload on slot ``nm``
+            append((K_STARTED, tok, seq, t, x, aseq, att, (names[nm], 1, pid)))
+        elif k == K_FINISHED:
+            append((K_FINISHED, tok, seq, t, x, aseq, att, t2))
+        elif k == K_OBJ:
+            append(objs[nobj])
+            nobj += 1
     return out
 
 

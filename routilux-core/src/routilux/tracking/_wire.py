@@ -1,42 +1,58 @@
-"""The raw record format shared by the hot path and the drain thread: kinds, the layout of
-a raw record, and what a record needs to know about its job.
+"""The raw record format shared by the hot path and the drain thread: kinds, the packed
+layout of a raw record, and what a record needs to know about its job.
 
-A raw record is ``W`` (8) consecutive items of the hub's queue, a plain ``list`` that the hot
-path extends with one tuple per record (the tuple is freed at once: nothing the garbage
-collector tracks is kept per record; ints, floats and strings are not tracked). Items, by
-kind (the first item)::
+The hub's queue is one ``bytearray`` of fixed-size packed records, ``REC`` (56 bytes, native
+byte order, no padding)::
 
-    K_STARTED   tok seq t ri aseq attempt None        (no input)
-    <slot: str> tok seq t ri aseq attempt id(payload) (started, one payload on ``slot``)
-    K_FINISHED  tok seq t ri aseq attempt duration
-    K_PAIR      tok<<16|ri seq+1 t t0 aseq nseq id(payload)
+    kind:u8 attempt:u8 name:u16 tok:u32 seq:i64 t:f64 t2:f64 aseq:i64 x:i64 pid:u64
+
+The hot records carry no Python object: the job as its hub token ``tok``, a name (an event or
+a slot) as its index in the hub's name table (a list of the plans' own ``str`` objects), a
+payload as its ``id()``. By kind (unused fields are zero)::
+
+    K_STARTED   name=slot, attempt, seq, t, aseq, x=ri, pid      (one payload on ``slot``)
+    K_FINISHED  attempt, seq, t, t2=duration, aseq, x=ri
+    K_EMITTED   name=event, seq, t, aseq, x=ri, pid
+    K_PAIR      name=ri, seq, t, t2=t0, aseq, x=nseq, pid
                 (two records: activation ``aseq`` of routine ``ri`` finished at ``t`` after
-                starting at ``t0``, seq ``seq``; then activation ``nseq`` of the same routine
-                started at ``t`` on one payload of its only slot, seq ``seq+1``; both first
+                starting at ``t0``, seq ``seq - 1``; then activation ``nseq`` of the same routine
+                started at ``t`` on one payload of its only slot, seq ``seq``; both first
                 attempts. Written by a fast routine draining its queue, see Job.run_task)
-    K_EMITTED   tok seq t ri aseq event   id(payload)
-    K_ENQUEUED  tok seq t source id(payload) ri qi      (ri, qi: -1 for the entry)
-    K_DROPPED   tok seq t id(payload)|None ri qi|None event|None
-    K_DEPTH     tok seq t qi depth None None
-    K_OBJ       <tuple> None ...                     (a rare record as one object)
+    K_OBJ       pid=key                      (the record is the entry tuple the hub keeps
+                                              under ``key``: rare kinds, and any record whose
+                                              fields do not fit the packed form)
 
-Names (slots, events) are the very ``str`` objects of the flow's plan, so they cost one
-reference each, and a started record with one payload (the per-message case) carries its
-slot name in place of the kind, which saves a ninth item.
+An entry (the materializer's input) is a tuple ``(kind, tok, seq, t, ...)``; the object path
+stores entries as they are, the decoder (``_materialize.decode``) turns packed records into
+the same entries.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .._job import Job
 
-__all__ = ["PAIR_SHIFT", "JobInfo", "W", "err_text", "err_type", "records"]
+__all__ = ["NAME_MAX", "PAIR_SHIFT", "REC", "REC_SIZE", "TOK_MAX", "JobInfo", "err_text",
+           "err_type", "records"]
 
-W = 8
-"""Items per raw record in the hub's queue."""
+REC = struct.Struct("=BBHIqddqqQ")
+"""One packed raw record (see above)."""
+
+REC_SIZE = REC.size
+"""Bytes per raw record in the hub's queue (56)."""
+
+NAME_MAX = 0xFFFF
+"""The largest name index (and a pair's routine index) a packed record holds."""
+
+TOK_MAX = 0xFFFF_FFFF
+"""The largest job token a packed record holds (later jobs take the object path)."""
+
+ATTEMPT_MAX = 0xFF
+"""The largest attempt a packed record holds."""
 
 # raw record kinds
 K_JOB_STARTED = 0
@@ -53,19 +69,20 @@ K_EMITTED = 10
 K_ENQUEUED = 11
 K_DROPPED = 12
 K_DEPTH = 13
-K_OBJ = 14  # the record is the tuple in the next item
+K_OBJ = 14
 K_PAIR = 15
 """One raw record that is two records (see above): the queue's bound and the hub's counters
 count raw records, ``records(chunk)`` counts records."""
 
 PAIR_SHIFT = 16
-"""``K_PAIR`` records name job and routine in one item: ``tok << PAIR_SHIFT | ri``."""
+"""A pair's routine index must be below ``1 << PAIR_SHIFT`` (it is packed as a u16)."""
 
 
-def records(items: Sequence[Any]) -> int:
-    """The records in whole raw records ``items`` (a ``K_PAIR`` is two): one C-level slice
-    and count, about 35 instructions per raw record."""
-    return len(items) // W + items[0::W].count(K_PAIR)
+def records(chunk: tuple[bytes, Sequence[Any]]) -> int:
+    """The records in a drained chunk ``(packed bytes, objects)`` (a ``K_PAIR`` is two): one
+    C-level slice and count."""
+    data = chunk[0]
+    return len(data) // REC_SIZE + data[0::REC_SIZE].count(K_PAIR)
 
 
 class JobInfo:

@@ -49,8 +49,8 @@ class InMemorySink:
             raise ConfigurationError(f"capacity must be an integer >= 1, got {capacity!r}")
         self.capacity = capacity
         self._lock = threading.Lock()
-        # raw chunks not yet turned into records: (items, record count)
-        self._raw: deque[tuple[tuple[Any, ...], int]] = deque()
+        # raw chunks not yet turned into records: (chunk, record count, the hub's name table)
+        self._raw: deque[tuple[tuple[bytes, tuple[Any, ...]], int, Sequence[str]]] = deque()
         self._nraw = 0
         self._records: deque[TrackingRecord] = deque()
         self._infos: dict[int, JobInfo] = {}
@@ -63,8 +63,8 @@ class InMemorySink:
         self._hub = hub
 
     def _accept_raw(
-        self, chunk: tuple[Any, ...], infos: Sequence[tuple[int, JobInfo]] = (),
-        records: int | None = None,
+        self, chunk: tuple[bytes, tuple[Any, ...]], infos: Sequence[tuple[int, JobInfo]] = (),
+        records: int | None = None, names: Sequence[str] = (),
     ) -> None:
         n = count_records(chunk) if records is None else records
         with self._lock:
@@ -72,7 +72,7 @@ class InMemorySink:
                 self._infos.update(infos)
                 while len(self._infos) > self.capacity:  # bounded like the records
                     self._infos.pop(next(iter(self._infos)))
-            self._raw.append((chunk, n))
+            self._raw.append((chunk, n, names))
             self._nraw += n
             self.received += n
             self._evict_locked()
@@ -93,7 +93,7 @@ class InMemorySink:
             extra -= 1
             self.evicted += 1
         while self._raw and extra >= self._raw[0][1]:
-            _, n = self._raw.popleft()
+            n = self._raw.popleft()[1]
             self._nraw -= n
             extra -= n
             self.evicted += n
@@ -107,9 +107,10 @@ class InMemorySink:
             self._hub.flush()
         with self._lock:
             while self._raw:
-                chunk, n = self._raw.popleft()
+                chunk, n, names = self._raw.popleft()
                 self._nraw -= n
-                self._records.extend(self._materializer.build(decode(chunk, self._infos)))
+                self._records.extend(
+                    self._materializer.build(decode(chunk, self._infos, names)))
             while len(self._records) > self.capacity:
                 self._records.popleft()
                 self.evicted += 1
