@@ -224,3 +224,27 @@ def test_flow_metrics_read_during_a_burst_never_count_a_job_twice() -> None:
     assert m["jobs"] == {"total": n, "completed": n // 2, "failed": n // 2}
     assert m["routines"]["a"]["activations"] == n
     assert m["routines"]["b"]["errors"] == n // 2
+
+
+def test_a_flow_tracker_made_again_counts_the_held_jobs_of_its_predecessor(
+    monkeypatch: Any,
+) -> None:
+    """The runtime keeps a bounded number of flow trackers: one forgotten and made again
+    must still count the held jobs folded into its predecessor (they are in neither)."""
+    from routilux import runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "_MAX_FLOW_TRACKERS", 1)
+
+    def flow(name: str) -> Flow:
+        f = Flow(flow_id=name)
+        f.add_routine(Node(), "a")
+        return f
+
+    a, b = flow("A"), flow("B")
+    with Runtime(thread_pool_size=2, flow_registry=FlowRegistry(), max_finished_jobs=50) as rt:
+        for f in (a, b, a):  # A's tracker, then B's (A's forgotten), then A's again
+            assert rt.wait_job(rt.exec(f, entry_params={"i": 1}).job_id, 10)
+        m = rt.get_flow_metrics("A")
+        assert m["jobs"]["total"] == 2
+        assert m["routines"]["a"]["activations"] == 2
+        assert rt.get_flow_metrics("B")["jobs"]["total"] == 1

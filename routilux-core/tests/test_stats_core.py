@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import subprocess
 import sys
 from collections import deque
@@ -311,3 +312,19 @@ def test_a_flow_tracker_folds_each_routine_by_name_whatever_the_plan_order() -> 
     got = tracker.snapshot()["routines"]
     assert {rid: got[rid]["activations"] for rid in got} == {"a": 111, "b": 222, "c": 30}
     assert tracker.snapshot()["jobs"]["total"] == 3
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="no C compiler here to build with")
+@pytest.mark.parametrize("source", ["_cstats.c", "tracking/_crec.c"])
+def test_the_c_sources_compile_without_a_warning(source: str, tmp_path: Path) -> None:
+    """A warning today is a build that fails where warnings are errors (distribution builds)
+    and silently falls back to pure Python: build with -Wall -Wextra -Werror."""
+    import sysconfig
+
+    src = Path(_activation.__file__).parent / source
+    proc = subprocess.run(
+        ["gcc", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared",
+         f"-I{sysconfig.get_paths()['include']}", str(src), "-o", str(tmp_path / "m.so")],
+        capture_output=True, text=True, timeout=110, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]

@@ -412,8 +412,15 @@ fold_all(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     for (i = 0; i < n; i++) {
-        PyObject *t = PyList_GET_ITEM(args[0], i), *o = PyList_GET_ITEM(args[1], i), *target;
+        PyObject *t, *o, *target;
         int r;
+        /* (a collection inside a fold can run Python code: read the lists again each time) */
+        if (i >= PyList_GET_SIZE(args[0]) || i >= PyList_GET_SIZE(args[1])) {
+            PyErr_SetString(PyExc_RuntimeError, "fold_all(totals, stats): a list changed");
+            return NULL;
+        }
+        t = PyList_GET_ITEM(args[0], i);
+        o = PyList_GET_ITEM(args[1], i);
         if (!PyObject_TypeCheck(t, stats_type)) {
             PyErr_SetString(PyExc_TypeError, "fold_all(totals, stats): totals must be StatsCores");
             return NULL;

@@ -313,6 +313,11 @@ class Runtime:
                     # just wrote them has them in cache (when it is forgotten, a thousand
                     # jobs later, they would be read cold: docs/performance.md).
                     self._fold(job)
+            if self._jobs.get(job.job_id) is not job:
+                # ``exec`` continued this job (a saved copy) before it got here: the new job
+                # holds the id and the retention slot; this one is only folded, once
+                self._fold(job)
+                return
             # (the time is read only for the age limit)
             now = 0.0 if self._finished_ttl is None else time.monotonic()
             finished = self._finished
@@ -333,8 +338,9 @@ class Runtime:
     def _forget(self, job_id: str) -> None:
         """Drop a finished job (runtime lock held) and break its reference cycles, so its
         memory is freed at once rather than by the cyclic garbage collector."""
-        job = self._jobs.pop(job_id, None)
-        if job is not None:
+        job = self._jobs.get(job_id)
+        if job is not None and job.stopped:  # (not a live job that continued this id)
+            del self._jobs[job_id]
             self._fold(job)
             job.state._live = None
             # (a failed or cancelled job may still have an activation running, whose durable
@@ -347,14 +353,15 @@ class Runtime:
         completed job when it finishes, any other when it is forgotten."""
         if job.folded:
             return
-        self._fold_seq = seq = self._fold_seq + 1
+        born = self._fold_seq  # (a tracker made now counts no job folded before this one)
+        self._fold_seq = seq = born + 1
         job.folded = seq
         flow_id = job.plan.flow_id
         trackers = self._flow_trackers
         for name in (flow_id,) if job.flow_name == flow_id else (flow_id, job.flow_name):
             tracker = trackers.get(name)
             if tracker is None:
-                tracker = trackers[name] = ExecutionTracker(name)
+                tracker = trackers[name] = ExecutionTracker(name, born=born)
                 while len(trackers) > _MAX_FLOW_TRACKERS:
                     trackers.popitem(last=False)
             else:
@@ -421,6 +428,7 @@ class Runtime:
         keep_open: bool = False,
         *,
         timeout: float | None = None,
+        _as: str | None = None,
     ) -> JobState:
         """Start a job of ``flow_name`` (or resume ``job_state``) and return at once.
 
@@ -441,6 +449,8 @@ class Runtime:
             flow, name = flow_name, flow_name.flow_id
         else:
             flow, name = self._resolve(flow_name)
+        if _as is not None:  # (``resume``: the name the job was started with)
+            name = _as
         plan = flow.plan()
         if self._remote is not None:
             self._remote.specs(plan)  # a routine that cannot be rebuilt remotely fails here
@@ -617,13 +627,11 @@ class Runtime:
         flow, state, known, next_pid, flow_name = resume_job(self, store, job_id)
         self._resume_pids[job_id] = (known, next_pid)
         try:
-            self.exec(flow, job_state=state, timeout=timeout)
+            # (under the name it was started with from the start: a job that completes at
+            # once is folded into that name's flow metrics as it finishes)
+            self.exec(flow, job_state=state, timeout=timeout, _as=flow_name)
         finally:
             self._resume_pids.pop(job_id, None)
-        with self._hot:
-            job = self._jobs.get(job_id)
-            if job is not None:
-                job.flow_name = flow_name
         _log.info("job.resumed_from_store", job_id=job_id, flow=flow_name)
         return state
 

@@ -29,7 +29,7 @@
 #define K_OBJ 14
 #define K_PAIR 15
 #define REC_SIZE 56
-#define NAME_MAX 0xFFFF   /* name indices and a pair's routine index: uint16 */
+#define REC_NAME_MAX 0xFFFF   /* name indices and a pair's routine index: uint16 */
 #define TOK_MAX 0xFFFFFFFF /* job tokens: uint32 */
 #define ATTEMPT_MAX 0xFF  /* attempts: uint8 */
 /* tracking/_hub.py: a queue-depth sample is due every _DEPTH_EVERY records of a job */
@@ -168,7 +168,7 @@ name_index(TrackerCore *self, PyObject *name)
     if (i == -1 && PyErr_Occurred()) {
         return -2;
     }
-    return (i < 0 || i > NAME_MAX) ? -1 : i;
+    return (i < 0 || i > REC_NAME_MAX) ? -1 : i;
 }
 
 static int
@@ -270,7 +270,7 @@ core_pair(TrackerCore *self, PyObject *const *args, Py_ssize_t nargs)
         || as_i64(args[4], &nseq) < 0) {
         return NULL;
     }
-    if (ri < 0 || ri > NAME_MAX || self->tok < 0 || self->tok > TOK_MAX
+    if (ri < 0 || ri > REC_NAME_MAX || self->tok < 0 || self->tok > TOK_MAX
         || PyByteArray_GET_SIZE(self->buf) >= self->half) {
         Py_RETURN_FALSE;
     }
@@ -387,7 +387,7 @@ PyDoc_STRVAR(take_doc,
 "chunk). The bytearray keeps its allocation, so writers refill memory already touched.");
 
 static PyObject *
-crec_take(PyObject *module, PyObject *buf)
+crec_take(PyObject *Py_UNUSED(module), PyObject *buf)
 {
     PyByteArrayObject *b;
     Py_ssize_t n;
@@ -486,7 +486,7 @@ crec_exec(PyObject *module)
         || PyModule_AddIntConstant(module, "K_OBJ", K_OBJ) < 0
         || PyModule_AddIntConstant(module, "K_PAIR", K_PAIR) < 0
         || PyModule_AddIntConstant(module, "REC_SIZE", REC_SIZE) < 0
-        || PyModule_AddIntConstant(module, "NAME_MAX", NAME_MAX) < 0
+        || PyModule_AddIntConstant(module, "NAME_MAX", REC_NAME_MAX) < 0
         || PyModule_AddIntConstant(module, "TOK_MAX", TOK_MAX) < 0
         || PyModule_AddIntConstant(module, "ATTEMPT_MAX", ATTEMPT_MAX) < 0
         || PyModule_AddIntConstant(module, "DEPTH_EVERY", DEPTH_EVERY) < 0) {

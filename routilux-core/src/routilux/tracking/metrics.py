@@ -127,8 +127,10 @@ class _Totals(_StatsCore):
         self.fold(s, self.samples)  # (one C-level copy of the samples: see samples_into)
 
     def copy(self) -> _Totals:
-        return _restore_totals(self.samples.maxlen or DEFAULT_DURATION_SAMPLES,
-                               stats_fields(self), list(self.samples))
+        out = _Totals(1)
+        set_stats_fields(out, stats_fields(self))
+        out.samples = self.samples.copy()  # (one C call, its maxlen kept)
+        return out
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _restore_totals, (self.samples.maxlen, stats_fields(self), list(self.samples))
@@ -185,9 +187,12 @@ class ExecutionTracker:
     Args:
         flow: the flow id.
         samples: durations kept per routine.
+        born: the runtime's last fold number when it made this tracker (0 otherwise).
     """
 
-    def __init__(self, flow: str, *, samples: int = DEFAULT_DURATION_SAMPLES) -> None:
+    def __init__(
+        self, flow: str, *, samples: int = DEFAULT_DURATION_SAMPLES, born: int = 0
+    ) -> None:
         self.flow = flow
         self.samples = samples
         self._lock = threading.Lock()
@@ -200,7 +205,11 @@ class ExecutionTracker:
         self._elapsed = 0.0
         self._first: float | None = None
         self._last: float | None = None
-        self._seq = 0  # the highest fold number added (``add_job``)
+        # Fold numbers (``add_job``): the last one when this tracker was made (the runtime's
+        # trackers are bounded: one made again counts no job folded into its predecessor),
+        # and the highest one added since.
+        self._born = born
+        self._seq = born
 
     def _fold_locked(self, job: Job, into: dict[str, _Totals], statuses: dict[str, int]) -> float:
         for rid, stats in zip(job.plan.routine_ids, job.stats, strict=True):
@@ -264,7 +273,7 @@ class ExecutionTracker:
         # The folded totals first, then the held jobs: a job folded by then (its number at
         # most the last one added) is in the copy; one folded after it is counted as held.
         with self._lock:
-            seen = self._seq
+            born, seen = self._born, self._seq
             base = {rid: t.copy() for rid, t in self._routines.items()}
             statuses = dict(self._statuses)
             count = self._jobs
@@ -274,7 +283,7 @@ class ExecutionTracker:
         for job in jobs:
             with job.lock:
                 folded = getattr(job, "folded", 0)
-                if folded and folded <= seen:
+                if born < folded <= seen:
                     continue
                 elapsed += self._fold_locked(job, live, statuses)
             count += 1
