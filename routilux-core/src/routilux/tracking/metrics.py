@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_DURATION_SAMPLES", "ExecutionTracker", "job_metrics"]
 
+_SUMMED = ("activations", "errors", "retries", "skipped", "timeouts", "payloads_in",
+           "payloads_out", "total")
+"""The counters two totals add up to (``_Totals.merged``)."""
+
 _MAX_ALIGNED = 16
 """Routine orders (flow versions) an ExecutionTracker keeps aligned totals for."""
 
@@ -138,19 +142,12 @@ class _Totals(_StatsCore):
     def merged(self, other: _Totals | None) -> _Totals:
         if other is None:
             return self
-        out = _Totals(self.samples.maxlen or DEFAULT_DURATION_SAMPLES)
-        for t in (self, other):
-            out.activations += t.activations
-            out.errors += t.errors
-            out.retries += t.retries
-            out.skipped += t.skipped
-            out.timeouts += t.timeouts
-            out.payloads_in += t.payloads_in
-            out.payloads_out += t.payloads_out
-            out.total += t.total
-            out.min = min(out.min, t.min)
-            out.max = max(out.max, t.max)
-            out.samples.extend(t.samples)
+        out = self.copy()
+        for name in _SUMMED:
+            setattr(out, name, getattr(out, name) + getattr(other, name))
+        out.min = min(out.min, other.min)
+        out.max = max(out.max, other.max)
+        out.samples.extend(other.samples)
         return out
 
     def to_dict(self) -> dict[str, Any]:
