@@ -240,7 +240,7 @@ def test_counters_and_totals_copy_and_pickle(copier: str) -> None:
     c.record(9.0)
     assert s.activations == 3  # independent
     t = _Totals(8)
-    t.add(s)
+    t.fold(s, t.samples)
     ct = clone(t)
     assert type(ct) is _Totals and fields(ct) == fields(t)
     assert list(ct.samples) == list(t.samples) and ct.samples.maxlen == 8

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from .._activation import _StatsCore, fold_all, set_stats_fields, stats_fields
 
 if TYPE_CHECKING:
-    from .._activation import RoutineStats
     from .._job import Job
 
 __all__ = ["DEFAULT_DURATION_SAMPLES", "ExecutionTracker", "job_metrics"]
@@ -126,9 +125,6 @@ class _Totals(_StatsCore):
     def __init__(self, samples: int) -> None:
         super().__init__()
         self.samples: deque[float] = deque(maxlen=samples)
-
-    def add(self, s: RoutineStats) -> None:
-        self.fold(s, self.samples)  # (one C-level copy of the samples: see samples_into)
 
     def copy(self) -> _Totals:
         out = _Totals(1)
