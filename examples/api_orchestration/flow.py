@@ -123,6 +123,7 @@ class Fetch(Routine):
             with urllib.request.urlopen(url, timeout=5) as answer:
                 body = json.load(answer)
         except urllib.error.HTTPError as exc:
+            exc.close()  # (its response, now: not when the garbage collector gets to it)
             if exc.code >= 500:  # the server's trouble: worth another try
                 raise ConnectionError(f"GET {url}: HTTP {exc.code}") from None
             raise LookupError(f"GET {url}: HTTP {exc.code}") from None
