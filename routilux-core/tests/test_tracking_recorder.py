@@ -55,6 +55,7 @@ def test_the_compiled_recorder_is_used_where_it_was_built() -> None:
 def test_the_compiled_constants_are_the_wire_format() -> None:
     assert _crec is not None
     assert _wire.REC_SIZE == 56
+    assert _crec.K_DEPTH == _wire.K_DEPTH
     assert (_crec.K_STARTED, _crec.K_FINISHED, _crec.K_EMITTED, _crec.K_OBJ, _crec.K_PAIR,
             _crec.REC_SIZE, _crec.NAME_MAX, _crec.TOK_MAX, _crec.ATTEMPT_MAX,
             _crec.DEPTH_EVERY) == (
@@ -66,9 +67,29 @@ def test_the_compiled_constants_are_the_wire_format() -> None:
 NAMES = {"out": 0, "done": 1, "é": 2, "in": _wire.NAME_MAX, "over": _wire.NAME_MAX + 1}
 
 
+class _SubDeque(deque):  # type: ignore[type-arg]
+    """A deque subclass: its ``len`` could run Python code, so it is never sampled packed."""
+
+
+def _queues() -> list[Any]:
+    return [deque([{}]), deque(), _SubDeque()]
+
+
+# targets of an emit: the packed depth samples take a tuple of (ri, qi) tuples whose qi is an
+# int naming an exact deque of the job's queues; anything else goes the slow path
+TARGETS = [None, (), ((0, 0),), ((1, 0), (2, 1)), ((3, 2),), ((0, 5),), [(0, 0)],
+           ((0, True),), ((0,),), ((0, -1),)]
+
+
+def _packable(targets: Any) -> bool:
+    return type(targets) is tuple and all(
+        type(tg) is tuple and len(tg) == 2 and type(tg[1]) is int and 0 <= tg[1] < 2
+        for tg in targets)
+
+
 def _core(cls: type, tok: int, seq: int, half: int) -> Any:
     core = cls()
-    core.buf, core.nidx = bytearray(), dict(NAMES)
+    core.buf, core.nidx, core.queues = bytearray(), dict(NAMES), _queues()
     core.tok, core.seq, core.half, core.cap = tok, seq, half, 2 * half
     return core
 
@@ -82,7 +103,7 @@ names = st.sampled_from(["out", "done", "é", "in", "over", "unknown"])
 calls = st.lists(
     st.one_of(
         st.tuples(st.just("emitted"), st.integers(0, 40), st.integers(0, 10**9), names,
-                  st.integers(0, 3)),
+                  st.integers(0, 3), st.sampled_from(range(len(TARGETS)))),
         st.tuples(st.just("pair"), st.integers(-3, (1 << 16) + 3), st.integers(0, 10**9),
                   st.integers(0, 10**9), st.integers(0, 3)),
         st.tuples(st.just("started1"), st.integers(0, 40), st.integers(0, 10**9), names,
@@ -110,8 +131,12 @@ def test_both_cores_queue_the_same_records(
         before = time.perf_counter()
         for call in calls:
             if call[0] == "emitted":
-                _, ri, aseq, event, p = call
-                results.append(core.emitted_fast(ri, aseq, event, payloads[p]))
+                _, ri, aseq, event, p, tg = call
+                if TARGETS[tg] is None:
+                    results.append(core.emitted_fast(ri, aseq, event, payloads[p]))
+                else:
+                    results.append(core.emitted_fast(ri, aseq, event, payloads[p],
+                                                     TARGETS[tg]))
             elif call[0] == "pair":
                 _, ri, aseq, nseq, p = call
                 results.append(core.pair(ri, 1.5, 0.5, aseq, nseq, payloads[p]))
@@ -128,9 +153,11 @@ def test_both_cores_queue_the_same_records(
         assert len(core.buf) == len(recs) * SIZE
         # (marks are not bounded by the core: the caller checks the bound first)
         nmarks = sum(1 for r in recs if r[0] == _wire.K_OBJ)
-        assert len(recs) - nmarks <= max(half, 0) // SIZE + 1
+        # (an emitted record under the bound may be followed by its depth samples)
+        assert len(recs) - nmarks <= max(half, 0) // SIZE + 1 + 2
         for r in recs:
-            if r[0] == _wire.K_EMITTED:  # its time is read from time.perf_counter
+            # their time is read from the clock of time.perf_counter
+            if r[0] in (_wire.K_EMITTED, _wire.K_DEPTH):
                 assert before <= r[5] <= after
                 r[5] = None
         runs.append((results, recs, core.seq))
@@ -146,10 +173,18 @@ def test_both_cores_queue_the_same_records(
         if kind == "emitted":
             expect += 1
             assert result is None or result == expect
+            targets = TARGETS[call[5]]
             if result is None:
                 r = next(queued)
                 assert r[0] == _wire.K_EMITTED and r[4] == expect and r[2] == NAMES[call[3]]
                 assert r[2] <= _wire.NAME_MAX and tok <= _wire.TOK_MAX
+                if not expect % _DEPTH_EVERY:  # a depth sample was due: one per target
+                    assert _packable(targets)
+                    for _, qi in targets:
+                        expect += 1
+                        r = next(queued)
+                        assert r[:5] == [_wire.K_DEPTH, 0, 0, tok, expect]
+                        assert r[6:] == [0.0, (1, 0)[qi] + 1, qi, 0]
         elif kind == "mark":
             assert result is None
             assert next(queued)[9] == call[1]
@@ -191,8 +226,14 @@ def test_records_carry_the_wire_layout(cls: type) -> None:
 @pytest.mark.parametrize("cls", CORES)
 def test_the_slow_path_gets_the_counted_number(cls: type) -> None:
     core = _core(cls, tok=1, seq=_DEPTH_EVERY - 1, half=1000)
-    assert core.emitted_fast(0, 0, "out", {}) == _DEPTH_EVERY  # a depth sample is due
+    # a depth sample is due, of targets the packed form does not take
+    assert core.emitted_fast(0, 0, "out", {}) == _DEPTH_EVERY
     assert core.emitted_fast(0, 0, "unknown", {}) == _DEPTH_EVERY + 1  # no name index
+    core.seq = _DEPTH_EVERY - 1
+    for targets in TARGETS:
+        if not _packable(targets):
+            assert core.emitted_fast(0, 0, "out", {}, targets) == _DEPTH_EVERY
+            core.seq = _DEPTH_EVERY - 1
     assert core.buf == b""
     full = _core(cls, tok=1, seq=0, half=0)  # the queue is past half its bound
     assert full.emitted_fast(0, 0, "out", {}) == 1
@@ -202,12 +243,39 @@ def test_the_slow_path_gets_the_counted_number(cls: type) -> None:
     assert (full.buf, full.seq) == (b"", 1)
 
 
+@pytest.mark.parametrize("cls", CORES)
+def test_a_due_depth_sample_is_packed_after_its_emitted_record(cls: type) -> None:
+    core = _core(cls, tok=5, seq=_DEPTH_EVERY - 2, half=1000)
+    payload = {"x": 1}
+    before = time.perf_counter()
+    assert core.emitted_fast(3, 40, "out", payload, ((1, 0), (2, 1))) is None  # not due
+    assert core.emitted_fast(3, 41, "out", payload, ((1, 0), (2, 1))) is None  # due
+    after = time.perf_counter()
+    e1, e2, d0, d1 = _unpack(core.buf)
+    assert e1[:5] == [_wire.K_EMITTED, 0, 0, 5, _DEPTH_EVERY - 1]
+    assert e2[:5] == [_wire.K_EMITTED, 0, 0, 5, _DEPTH_EVERY]
+    assert before <= e2[5] <= after
+    # queue 0 holds one payload, queue 1 none; the depth counts the payload being delivered
+    assert d0 == [_wire.K_DEPTH, 0, 0, 5, _DEPTH_EVERY + 1, e2[5], 0.0, 2, 0, 0]
+    assert d1 == [_wire.K_DEPTH, 0, 0, 5, _DEPTH_EVERY + 2, e2[5], 0.0, 1, 1, 0]
+    assert core.seq == _DEPTH_EVERY + 2
+
+
+def test_a_packed_depth_sample_decodes_to_the_slow_paths_entry() -> None:
+    from routilux.tracking._materialize import decode
+
+    rec = _wire.REC.pack(_wire.K_DEPTH, 0, 0, 9, 77, 1.25, 0.0, 3, 4, 0)
+    assert decode((rec, ()), {}, []) == [(_wire.K_DEPTH, 9, 77, 1.25, 4, 3)]
+
+
 @compiled
 def test_the_compiled_core_checks_its_arguments() -> None:
     assert _crec is not None
     core = _core(_crec.TrackerCore, tok=1, seq=0, half=100)
-    with pytest.raises(TypeError, match="4 arguments"):
+    with pytest.raises(TypeError, match="4 or 5 arguments"):
         core.emitted_fast(0, 0, "out")
+    with pytest.raises(TypeError, match="4 or 5 arguments"):
+        core.emitted_fast(0, 0, "out", {}, (), None)
     with pytest.raises(TypeError, match="6 arguments"):
         core.pair(0, 1.0, 0.0, 1, 2)
     with pytest.raises(TypeError, match="6 arguments"):
@@ -379,3 +447,17 @@ def test_tracking_end_to_end_with_the_pure_python_recorder() -> None:
     assert " passed" in proc.stdout and "failed" not in proc.stdout
 
 
+
+
+@pytest.mark.parametrize("cls", CORES)
+def test_a_new_name_index_is_read_afresh(cls: type) -> None:
+    """The compiled core remembers the last name it looked up; a tracker given another
+    name index (not something the hub does, but a field anyone can set) must not reuse it."""
+    core = _core(cls, tok=1, seq=0, half=1000)
+    assert core.emitted_fast(0, 0, "out", {}) is None
+    assert core.emitted_fast(0, 0, "out", {}) is None
+    core.nidx = {"out": 7}
+    assert core.emitted_fast(0, 0, "out", {}) is None
+    core.nidx = {}
+    assert core.emitted_fast(0, 0, "out", {}) == 4  # no index now: the slow path
+    assert [r[2] for r in _unpack(core.buf)] == [0, 0, 7]

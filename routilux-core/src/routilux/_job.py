@@ -386,7 +386,7 @@ class Job:
             if tracker is not None:
                 # (``JobTracker.emitted``, one call less: the compiled recorder's fast path,
                 # then the slow one if the queue is past half or a depth sample is due)
-                tseq = tracker.emitted_fast(act.ri, act.seq, event, payload)
+                tseq = tracker.emitted_fast(act.ri, act.seq, event, payload, targets)
                 if tseq is not None:
                     tracker.emitted_at(tseq, act, event, payload, targets)
             if targets:

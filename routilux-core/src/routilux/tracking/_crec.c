@@ -4,7 +4,8 @@
  * fields the hot path reads (the hub's queue ``buf``, a ``bytearray``; the hub's name index
  * ``nidx``; the job's token ``tok``, its record counter ``seq`` and the queue's bounds ``half``
  * and ``cap``, in bytes) and writes the hot records (``payload.emitted``, ``activation.started``
- * on one payload, ``activation.finished`` and the finished+started pair) as fixed-size packed
+ * on one payload, ``activation.finished``, the finished+started pair and the queue-depth
+ * samples that follow an emitted record now and then) as fixed-size packed
  * records of ``REC_SIZE`` (56) bytes at the end of ``buf``, exactly the layout of
  * tracking/_wire.py (``REC``). No Python object is made per record. The pure Python class
  * ``_hub._PyTrackerCore`` is the same thing, used when this module was not built (or
@@ -21,11 +22,13 @@
 #include <string.h>
 #include <stdint.h>
 #include "structmember.h"
+#include <time.h>
 
 /* tracking/_wire.py: raw record kinds and the packed layout (checked by a test) */
 #define K_STARTED 5
 #define K_FINISHED 6
 #define K_EMITTED 10
+#define K_DEPTH 13
 #define K_OBJ 14
 #define K_PAIR 15
 #define REC_SIZE 56
@@ -48,11 +51,19 @@
 #define O_PID 48
 
 static PyObject *perf_counter = NULL; /* time.perf_counter */
+static PyTypeObject *deque_type = NULL; /* collections.deque */
 
 typedef struct {
     PyObject_HEAD
     PyObject *buf;  /* the hub's queue, a bytearray (never replaced while the job runs) */
     PyObject *nidx; /* the hub's name index, a dict str -> int (only the hub adds to it) */
+    PyObject *queues; /* the job's queues, a list of deques (for queue-depth samples) */
+    /* the last name looked up in ``last_nidx`` and its index (names are only ever added to
+     * the table, so an index found stays right; the references keep the two objects, so
+     * their addresses, and a new ``nidx`` is looked up afresh) */
+    PyObject *last_name;
+    PyObject *last_nidx;
+    Py_ssize_t last_nm;
     Py_ssize_t tok;
     Py_ssize_t seq;
     Py_ssize_t half;
@@ -64,6 +75,9 @@ core_traverse(TrackerCore *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->buf);
     Py_VISIT(self->nidx);
+    Py_VISIT(self->queues);
+    Py_VISIT(self->last_name);
+    Py_VISIT(self->last_nidx);
     Py_VISIT(Py_TYPE(self));
     return 0;
 }
@@ -73,6 +87,9 @@ core_clear(TrackerCore *self)
 {
     Py_CLEAR(self->buf);
     Py_CLEAR(self->nidx);
+    Py_CLEAR(self->queues);
+    Py_CLEAR(self->last_name);
+    Py_CLEAR(self->last_nidx);
     return 0;
 }
 
@@ -156,6 +173,9 @@ name_index(TrackerCore *self, PyObject *name)
 {
     PyObject *ix;
     Py_ssize_t i;
+    if (name == self->last_name && self->nidx == self->last_nidx) {
+        return self->last_nm;
+    }
     if (!PyUnicode_CheckExact(name) || self->nidx == NULL || !PyDict_CheckExact(self->nidx)) {
         return -1;
     }
@@ -168,12 +188,39 @@ name_index(TrackerCore *self, PyObject *name)
     if (i == -1 && PyErr_Occurred()) {
         return -2;
     }
-    return (i < 0 || i > REC_NAME_MAX) ? -1 : i;
+    if (i < 0 || i > REC_NAME_MAX) {
+        return -1;
+    }
+    Py_INCREF(name);
+    Py_XSETREF(self->last_name, name);
+    Py_INCREF(self->nidx);
+    Py_XSETREF(self->last_nidx, self->nidx);
+    self->last_nm = i;
+    return i;
 }
 
+/* ``time.perf_counter()`` as a C double. On Linux that is CLOCK_MONOTONIC in nanoseconds,
+ * turned into seconds exactly as CPython does (``_PyTime_AsSecondsDouble``), so the two read
+ * the same clock and compare; elsewhere it calls ``time.perf_counter``. */
 static int
 now(double *t)
 {
+#if defined(__linux__) && defined(CLOCK_MONOTONIC)
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0) {
+        int64_t ns = (int64_t)ts.tv_sec * 1000000000 + (int64_t)ts.tv_nsec;
+        volatile double d;
+        if (ns % 1000000000 == 0) {
+            d = (double)(ns / 1000000000);
+        }
+        else {
+            d = (double)ns;
+            d /= 1e9;
+        }
+        *t = d;
+        return 0;
+    }
+#endif
     PyObject *f = PyObject_CallNoArgs(perf_counter);
     if (f == NULL) {
         return -1;
@@ -206,11 +253,49 @@ as_double(PyObject *o, double *out)
 }
 
 PyDoc_STRVAR(emitted_doc,
-"emitted_fast(ri, aseq, event, payload) -> None | int\n\n"
+"emitted_fast(ri, aseq, event, payload, targets=None) -> None | int\n\n"
 "Count the job's next record and queue it as ``payload.emitted`` (activation ``aseq`` of\n"
-"routine ``ri`` emitted ``payload`` on ``event``), packed. Returns None when queued; else\n"
-"the record's ``seq`` (already counted), for the slow path to write: the queue is past half\n"
-"its bound, a queue-depth sample is due, or ``event`` has no index in the name table.");
+"routine ``ri`` emitted ``payload`` on ``event``, to be delivered to ``targets``), packed;\n"
+"when a queue-depth sample is due, the depth of each target queue (``queues[qi]``, the\n"
+"payload counted in) follows as one packed record each. Returns None when queued; else the\n"
+"record's ``seq`` (already counted), for the slow path to write: the queue is past half its\n"
+"bound, ``event`` has no index in the name table, or a sample is due and ``targets`` is not\n"
+"a tuple of ``(ri, qi)`` tuples naming deques of ``queues``.");
+
+/* 1 when every target of ``targets`` is a 2-tuple whose ``qi`` (an exact int) names an
+ * exact deque of ``self->queues`` (a list): their lengths are then read without running
+ * Python code. 0 otherwise (the slow path samples them). */
+static int
+depth_targets(TrackerCore *self, PyObject *targets)
+{
+    Py_ssize_t i, n, qi;
+    PyObject *tg, *q;
+    if (targets == NULL || !PyTuple_CheckExact(targets) || self->queues == NULL
+        || !PyList_CheckExact(self->queues) || deque_type == NULL) {
+        return 0;
+    }
+    n = PyTuple_GET_SIZE(targets);
+    for (i = 0; i < n; i++) {
+        tg = PyTuple_GET_ITEM(targets, i);
+        if (!PyTuple_CheckExact(tg) || PyTuple_GET_SIZE(tg) != 2
+            || !PyLong_CheckExact(PyTuple_GET_ITEM(tg, 1))) {
+            return 0;
+        }
+        qi = PyLong_AsSsize_t(PyTuple_GET_ITEM(tg, 1));
+        if (qi == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+        if (qi < 0 || qi >= PyList_GET_SIZE(self->queues)) {
+            return 0;
+        }
+        q = PyList_GET_ITEM(self->queues, qi);
+        if (!Py_IS_TYPE(q, deque_type)) {
+            return 0;
+        }
+    }
+    return 1;
+}
 
 static PyObject *
 core_emitted(TrackerCore *self, PyObject *const *args, Py_ssize_t nargs)
@@ -219,15 +304,22 @@ core_emitted(TrackerCore *self, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t seq, nm;
     double t;
     char *p;
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "emitted() takes 4 arguments (ri, aseq, event, payload)");
+    PyObject *targets;
+    int depth;
+    if (nargs != 4 && nargs != 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "emitted_fast() takes 4 or 5 arguments (ri, aseq, event, payload, "
+                        "targets)");
         return NULL;
     }
     if (check_buf(self) < 0 || as_i64(args[0], &ri) < 0 || as_i64(args[1], &aseq) < 0) {
         return NULL;
     }
+    targets = nargs == 5 ? args[4] : NULL;
     seq = ++self->seq;
-    if (seq % DEPTH_EVERY == 0 || PyByteArray_GET_SIZE(self->buf) >= self->half
+    depth = seq % DEPTH_EVERY == 0;
+    if ((depth && !depth_targets(self, targets))
+        || PyByteArray_GET_SIZE(self->buf) >= self->half
         || self->tok < 0 || self->tok > TOK_MAX) {
         return PyLong_FromSsize_t(seq);
     }
@@ -243,6 +335,19 @@ core_emitted(TrackerCore *self, PyObject *const *args, Py_ssize_t nargs)
     }
     fill(p, K_EMITTED, 0, nm, self->tok, seq, t, 0.0, aseq, ri,
          (uint64_t)(uintptr_t)args[3]);
+    if (depth) {
+        /* (checked by depth_targets: exact tuples, ints in range, exact deques) */
+        Py_ssize_t i, n = PyTuple_GET_SIZE(targets), qi;
+        for (i = 0; i < n; i++) {
+            qi = PyLong_AsSsize_t(PyTuple_GET_ITEM(PyTuple_GET_ITEM(targets, i), 1));
+            if ((p = reserve(self->buf, self->cap)) == NULL) {
+                return NULL;
+            }
+            seq = ++self->seq;
+            fill(p, K_DEPTH, 0, 0, self->tok, seq, t, 0.0,
+                 (int64_t)PyObject_Size(PyList_GET_ITEM(self->queues, qi)) + 1, qi, 0);
+        }
+    }
     Py_RETURN_NONE;
 }
 
@@ -433,6 +538,7 @@ static PyMethodDef core_methods[] = {
 static PyMemberDef core_members[] = {
     {"buf", T_OBJECT, offsetof(TrackerCore, buf), 0, "the hub's queue (a bytearray)"},
     {"nidx", T_OBJECT, offsetof(TrackerCore, nidx), 0, "the hub's name index (a dict)"},
+    {"queues", T_OBJECT, offsetof(TrackerCore, queues), 0, "the job's queues (a list)"},
     {"tok", T_PYSSIZET, offsetof(TrackerCore, tok), 0, "the job's token"},
     {"seq", T_PYSSIZET, offsetof(TrackerCore, seq), 0, "records counted so far"},
     {"half", T_PYSSIZET, offsetof(TrackerCore, half), 0, "bytes queued before the slow path"},
@@ -472,6 +578,17 @@ crec_exec(PyObject *module)
     if (perf_counter == NULL) {
         return -1;
     }
+    {
+        PyObject *coll = PyImport_ImportModule("collections");
+        if (coll == NULL) {
+            return -1;
+        }
+        Py_XSETREF(deque_type, (PyTypeObject *)PyObject_GetAttrString(coll, "deque"));
+        Py_DECREF(coll);
+        if (deque_type == NULL) {
+            return -1;
+        }
+    }
     type = PyType_FromModuleAndSpec(module, &core_spec, NULL);
     if (type == NULL) {
         return -1;
@@ -483,6 +600,7 @@ crec_exec(PyObject *module)
     if (PyModule_AddIntConstant(module, "K_STARTED", K_STARTED) < 0
         || PyModule_AddIntConstant(module, "K_FINISHED", K_FINISHED) < 0
         || PyModule_AddIntConstant(module, "K_EMITTED", K_EMITTED) < 0
+        || PyModule_AddIntConstant(module, "K_DEPTH", K_DEPTH) < 0
         || PyModule_AddIntConstant(module, "K_OBJ", K_OBJ) < 0
         || PyModule_AddIntConstant(module, "K_PAIR", K_PAIR) < 0
         || PyModule_AddIntConstant(module, "REC_SIZE", REC_SIZE) < 0

@@ -117,26 +117,54 @@ class _PyTrackerCore:
     class is used where that module was not built, or with ``ROUTILUX_PURE_PYTHON=1``.
 
     ``buf`` is the hub's queue (a ``bytearray``), ``nidx`` the hub's name index (``str`` ->
-    index, only the hub adds to it); ``half`` and ``cap`` are in bytes."""
+    index, only the hub adds to it), ``queues`` the job's queues (a list of deques, read for
+    queue-depth samples); ``half`` and ``cap`` are in bytes."""
 
-    __slots__ = ("buf", "cap", "half", "nidx", "seq", "tok")
+    __slots__ = ("buf", "cap", "half", "nidx", "queues", "seq", "tok")
 
     def __init__(self) -> None:
         self.buf = bytearray()
         self.nidx: dict[str, int] = {}
+        self.queues: Any = None
         self.tok = self.seq = self.half = self.cap = 0
 
-    def emitted_fast(self, ri: int, aseq: int, event: str, payload: Any) -> int | None:
-        """Count the job's next record and queue it as ``payload.emitted``, packed; None when
+    def _depth_targets(self, targets: Any) -> bool:
+        queues = self.queues
+        if type(targets) is not tuple or type(queues) is not list:
+            return False
+        n = len(queues)
+        for tg in targets:
+            if type(tg) is not tuple or len(tg) != 2:
+                return False
+            qi = tg[1]
+            if type(qi) is not int or not 0 <= qi < n or type(queues[qi]) is not deque:
+                return False
+        return True
+
+    def emitted_fast(self, ri: int, aseq: int, event: str, payload: Any,
+                     targets: Any = None) -> int | None:
+        """Count the job's next record and queue it as ``payload.emitted`` (to be delivered
+        to ``targets``), packed, followed when a queue-depth sample is due by one packed
+        ``K_DEPTH`` record per target queue (its length, the payload counted in). None when
         queued, else its ``seq`` for the slow path (``JobTracker.emitted_at``): the queue is
-        past half its bound, a queue-depth sample is due, or a field does not fit."""
+        past half its bound, a field does not fit, or a sample is due and ``targets`` is not
+        a tuple of ``(ri, qi)`` tuples naming deques of ``queues``."""
         self.seq = seq = self.seq + 1
         buf = self.buf
         tok = self.tok
-        if seq % _DEPTH_EVERY and len(buf) < self.half and 0 <= tok <= TOK_MAX:
+        depth = not seq % _DEPTH_EVERY
+        if ((not depth or self._depth_targets(targets)) and len(buf) < self.half
+                and 0 <= tok <= TOK_MAX):
             nm = self.nidx.get(event) if type(event) is str else None
             if nm is not None and 0 <= nm <= NAME_MAX:
-                buf += _pack(K_EMITTED, 0, nm, tok, seq, _pc(), 0.0, aseq, ri, id(payload))
+                t = _pc()
+                buf += _pack(K_EMITTED, 0, nm, tok, seq, t, 0.0, aseq, ri, id(payload))
+                if depth:
+                    queues = self.queues
+                    for _, qi in targets:
+                        self.seq = seq = seq + 1
+                        buf += _pack(K_DEPTH, 0, 0, tok, seq, t, 0.0, len(queues[qi]) + 1, qi,
+                                     0)
                 return None
         return seq
 
@@ -242,7 +270,7 @@ class JobTracker(_TrackerCore):
     before that, so the drain thread resolves each id to the right payload in order.
     """
 
-    __slots__ = ("dropped", "hub", "objs", "queues", "t_start")
+    __slots__ = ("dropped", "hub", "objs", "t_start")
 
     def __init__(self, hub: TrackingHub, job: Job) -> None:
         self.hub = hub
@@ -319,15 +347,15 @@ class JobTracker(_TrackerCore):
         """``act`` emitted ``payload`` on ``event`` (to ``targets``, before delivery).
 
         ``Job.emit`` makes the same two calls itself (one call less per message)."""
-        seq = self.emitted_fast(act.ri, act.seq, event, payload)
+        seq = self.emitted_fast(act.ri, act.seq, event, payload, targets)
         if seq is not None:
             self.emitted_at(seq, act, event, payload, targets)
 
     def emitted_at(self, seq: int, act: Activation, event: str, payload: Any,
                    targets: Any) -> None:
         """The emitted record ``seq`` (already counted) the slow way: near or past the
-        queue's bound, with a queue-depth sample of the targets due, or an event name not in
-        the hub's table yet."""
+        queue's bound, an event name not in the hub's table yet, or a queue-depth sample of
+        targets the packed form does not take."""
         self._put((K_EMITTED, self.tok, seq, _pc(), act.ri, act.seq, event, id(payload)))
         if event not in self.nidx:
             self.hub._names_of((event,))

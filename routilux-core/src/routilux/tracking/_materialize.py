@@ -76,6 +76,8 @@ def decode(
             append((K_STARTED, tok, seq, t, x, aseq, att, (names[nm], 1, pid)))
         elif k == K_FINISHED:
             append((K_FINISHED, tok, seq, t, x, aseq, att, t2))
+        elif k == K_DEPTH:  # queue ``x`` held ``aseq`` payloads
+            append((K_DEPTH, tok, seq, t, x, aseq))
         elif k == K_OBJ:
             append(objs[nobj])
             nobj += 1

@@ -13,6 +13,10 @@ payload as its ``id()``. By kind (unused fields are zero)::
     K_STARTED   name=slot, attempt, seq, t, aseq, x=ri, pid      (one payload on ``slot``)
     K_FINISHED  attempt, seq, t, t2=duration, aseq, x=ri
     K_EMITTED   name=event, seq, t, aseq, x=ri, pid
+    K_DEPTH     seq, t, aseq=depth, x=qi             (a queue-depth sample: queue ``qi``
+                                              held ``depth`` payloads; every
+                                              ``_hub._DEPTH_EVERY`` records of a job, after an
+                                              emitted record, one per target queue)
     K_PAIR      name=ri, seq, t, t2=t0, aseq, x=nseq, pid
                 (two records: activation ``aseq`` of routine ``ri`` finished at ``t`` after
                 starting at ``t0``, seq ``seq - 1``; then activation ``nseq`` of the same routine
