@@ -1121,7 +1121,7 @@ class Job:
         if not self.settled:
             self.settled = True
             self._notify_locked()
-            self.runtime._settle(+1)
+            self.runtime._settle(+1, self)
             if self.waiters is not None:
                 self._release_waiters_locked()
 
