@@ -36,6 +36,7 @@ from routilux.tracking import (
     InMemorySink,
     JsonLinesSink,
     TrackingRecord,
+    _hub,
     follow_payload,
     read_jsonl,
     summarize,
@@ -535,6 +536,36 @@ class TestIsolation:
             assert rt.tracking.stats()["sink_errors"]["raises"] >= 1
         assert all(s.status is JobStatus.COMPLETED for s in states)
         assert [e["sink"] for e in logs if e["event"] == "tracking.sink_failed"] == ["raises"]
+
+    def test_a_chunk_that_fails_to_decode_does_not_stop_the_drain(
+        self, registry: FlowRegistry, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # A bug reading one chunk (not a sink's failure) loses that chunk, counted and logged
+        # once; the drain thread goes on: flush returns and later records are delivered.
+        memory = _Keep()
+        real = _hub.decode
+        calls = [0]
+
+        def decode_once_broken(*args: Any, **kwargs: Any) -> Any:
+            calls[0] += 1
+            if calls[0] == 1:
+                raise RuntimeError("a decoding bug")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(_hub, "decode", decode_once_broken)
+        with capture_logs() as logs, Runtime(
+            thread_pool_size=2, flow_registry=registry, tracking_sinks=[memory]
+        ) as rt:
+            lost = run(rt, chain("a"))
+            assert rt.tracking.flush(WAIT)
+            assert rt.tracking.stats()["sink_errors"] == {"<drain>": 1}
+            kept = run(rt, chain("a", "b"))
+            assert rt.tracking.flush(WAIT)
+            assert rt.tracking._thread is not None and rt.tracking._thread.is_alive()
+        assert {r.job_id for r in memory.records} == {kept.job_id}
+        assert lost.job_id != kept.job_id
+        assert [e["event"] for e in logs if e["event"].startswith("tracking.")] == [
+            "tracking.drain_failed"]
 
     def test_a_blocked_sink_does_not_slow_routines(self, registry: FlowRegistry) -> None:
         slow = Blocking()

@@ -627,10 +627,17 @@ class TrackingHub:
                     data = _take(buf)
                     n = len(data)
                     self._pulled += n
-                self._dispatch((data, _objects(data, self._objs)), ended)
-                with done:
-                    self._taken += n
-                    done.notify_all()
+                try:
+                    self._dispatch((data, _objects(data, self._objs)), ended)
+                except Exception:
+                    # A bug in reading the chunk (each sink's own failure is caught in
+                    # ``_call``): its records are lost, counted, and the thread goes on, so
+                    # later records are still delivered and ``flush`` callers still return.
+                    self._drain_failed(data)
+                finally:
+                    with done:
+                        self._taken += n
+                        done.notify_all()
             self._report_drops()
             if self._closed and not buf:
                 return
@@ -658,6 +665,12 @@ class TrackingHub:
             finished.append(pop())
         while len(finished) > _KEEP_FINISHED_INFOS:
             self._infos.pop(finished.popleft(), None)
+
+    def _drain_failed(self, data: bytes) -> None:
+        n = self._errors.get("<drain>", 0)
+        self._errors["<drain>"] = n + 1
+        if n == 0:  # (once: a broken reader must not flood the logs)
+            _log.exception("tracking.drain_failed", bytes=len(data))
 
     def _call(self, sink: Any, fn: Callable[[Any], Any], arg: Any) -> None:
         try:
