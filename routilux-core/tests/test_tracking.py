@@ -31,6 +31,7 @@ from routilux import (
     all_slots_ready_policy,
     hookimpl,
 )
+from routilux.errors import PauseTimeoutError
 from routilux.graph import job_to_dot, job_to_mermaid, routine_statuses
 from routilux.tracking import (
     InMemorySink,
@@ -423,6 +424,53 @@ class TestRecords:
         [failed] = memory.records(state.job_id, "activation.failed")
         assert failed.stopped is False
         assert memory.records(state.job_id)[-1].status == "completed"
+
+    def test_an_emits_queue_depth_samples(self, rt: Runtime, memory: InMemorySink) -> None:
+        """Every 64th record of a job, the emitted record is followed by one depth sample of
+        each target queue (packed by the recorder): the queue's length, the payload counted
+        in. The job is paused while the source emits, so the queues only grow."""
+        go = threading.Event()
+        n = 150
+
+        def emit_many(routine: Routine, sd: Any, pm: Any, js: Any) -> None:
+            assert go.wait(WAIT)
+            for i in range(n):
+                routine.emit("output", i=i)
+
+        flow = Flow(flow_id="depths")
+        flow.add_routine(build_routine(emit_many, slots=()), "src")
+        for rid, cap in (("left", 500), ("right", 400)):
+            r = build_routine(lambda *a: None, slots=(), events=())
+            r.add_slot("input", max_queue_length=cap)
+            flow.add_routine(r, rid)
+            flow.connect("src", "output", rid, "input")
+        state = rt.exec(flow)
+        with pytest.raises(PauseTimeoutError):  # (src is running: the job stays paused)
+            rt.pause_job(state.job_id, timeout=0.01)
+        go.set()
+        deadline = time.monotonic() + WAIT
+        while rt.get_job_metrics(state.job_id)["queue_depths"] != {
+                "left.input": n, "right.input": n} and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert rt.resume_job(state.job_id)
+        assert rt.wait_job(state.job_id, WAIT)
+        assert rt.tracking.flush(WAIT)
+        recs = memory.records(state.job_id)
+        assert [r.seq for r in recs] == list(range(1, len(recs) + 1))
+        emitted = [r for r in recs if r.kind == "payload.emitted"]
+        assert len(emitted) == n
+        at = {r.seq: r for r in recs}
+        due = [(k, e) for k, e in enumerate(emitted, 1) if e.seq % 64 == 0]
+        assert len(due) >= 2
+        samples = [r for r in recs if r.kind == "queue.depth"]
+        assert len(samples) == 2 * len(due)
+        for k, e in due:
+            # queue k-1 payloads long before this one is delivered: k with it
+            got = [at[e.seq + 1], at[e.seq + 2]]
+            assert [(d.kind, d.routine, d.slot, d.depth, d.capacity, d.ts) for d in got] == [
+                ("queue.depth", "left", "input", k, 500, e.ts),
+                ("queue.depth", "right", "input", k, 400, e.ts),
+            ]
 
     def test_pause_drops_resume_cancel(self, rt: Runtime, memory: InMemorySink) -> None:
         flow = Flow(flow_id="drops")
