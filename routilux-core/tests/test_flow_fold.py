@@ -9,6 +9,7 @@ same counters, float sums (same order), duration window, job count, times and st
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -248,3 +249,127 @@ def test_a_flow_tracker_made_again_counts_the_held_jobs_of_its_predecessor(
         assert m["jobs"]["total"] == 2
         assert m["routines"]["a"]["activations"] == 2
         assert rt.get_flow_metrics("B")["jobs"]["total"] == 1
+
+
+def test_a_failed_job_forgotten_while_an_activation_runs_still_counts_it() -> None:
+    """A failed job is folded when forgotten; one forgotten while another of its activations
+    still runs is folded when that activation ends (it writes its counters after the job
+    failed), and snapshots count it all along: nothing of it is lost or counted twice."""
+    running, release = threading.Event(), threading.Event()
+
+    class Slow(Routine):
+        def __init__(self) -> None:
+            super().__init__()
+
+            def logic(sd: dict[str, Any], m: Any, js: Any) -> None:
+                running.set()
+                assert release.wait(30)
+
+            self.set_logic(logic)
+
+    class Fail(Routine):
+        def __init__(self) -> None:
+            super().__init__()
+
+            def logic(sd: dict[str, Any], m: Any, js: Any) -> None:
+                assert running.wait(30)  # (fails once ``slow`` runs)
+                raise ValueError("boom")
+
+            self.set_logic(logic)
+
+    class Quick(Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.set_logic(lambda sd, m, js: None)
+
+    flow = Flow(flow_id="late")
+    flow.add_routine(Slow(), "slow")
+    flow.add_routine(Fail(), "fail")
+    other = Flow(flow_id="other")
+    other.add_routine(Quick(), "q")
+    with Runtime(thread_pool_size=3, flow_registry=FlowRegistry(), max_finished_jobs=1) as rt:
+        job = rt.exec(flow)
+        # (``wait_job`` would wait for ``slow`` too: a failed job settles when it ends)
+        deadline = time.monotonic() + 30
+        while job.status is not JobStatus.FAILED and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert job.status is JobStatus.FAILED
+        for _ in range(2):  # finish two more jobs: the failed one is forgotten
+            assert rt.wait_job(rt.exec(other).job_id, 30)
+        assert job.job_id not in {j.job_id for j in rt.list_jobs()}
+        m = rt.get_flow_metrics("late")
+        assert m["jobs"] == {"total": 1, "failed": 1}
+        assert m["routines"]["fail"]["errors"] == 1
+        assert m["routines"].get("slow", {}).get("activations", 0) == 0  # still running
+        release.set()
+        assert rt.wait_until_all_jobs_finished(30)
+        m = rt.get_flow_metrics("late")
+        assert m["jobs"] == {"total": 1, "failed": 1}
+        assert m["routines"]["fail"]["errors"] == 1
+        assert m["routines"]["slow"]["activations"] == 1  # (was lost: folded before it ended)
+        assert not rt._late
+
+
+def test_failed_jobs_forgotten_in_a_burst_while_their_siblings_run_lose_nothing() -> None:
+    """Many failing jobs, each with a sibling activation that ends a little after the job
+    failed, forgotten at once (retention 2) while readers take snapshots: every snapshot is
+    monotonic and bounded, and the last counts every sibling activation exactly once."""
+    n = 120
+
+    class Sibling(Routine):
+        def __init__(self) -> None:
+            super().__init__()
+
+            def logic(sd: dict[str, Any], m: Any, js: Any) -> None:
+                js.shared_data["sib"] = True
+                time.sleep(0.002)
+
+            self.set_logic(logic)
+
+    class Fail(Routine):
+        def __init__(self) -> None:
+            super().__init__()
+
+            def logic(sd: dict[str, Any], m: Any, js: Any) -> None:
+                deadline = time.monotonic() + 30
+                while "sib" not in js.shared_data and time.monotonic() < deadline:
+                    time.sleep(0.0002)  # (fails once its sibling runs, so it always runs)
+                raise ValueError("boom")
+
+            self.set_logic(logic)
+
+    flow = Flow(flow_id="burst-late")
+    flow.add_routine(Sibling(), "sib")
+    flow.add_routine(Fail(), "fail")
+    started = 0
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def reader(rt: Runtime) -> None:
+        last = 0
+        try:
+            while not stop.is_set():
+                got = rt.get_flow_metrics("burst-late")["routines"].get("sib", {}).get(
+                    "activations", 0)
+                assert last <= got <= started, (last, got, started)
+                last = got
+        except BaseException as exc:  # (reported by the test thread)
+            errors.append(exc)
+
+    with Runtime(thread_pool_size=4, flow_registry=FlowRegistry(), max_finished_jobs=2) as rt:
+        t = threading.Thread(target=reader, args=(rt,))
+        t.start()
+        try:
+            for _ in range(n):
+                started += 1
+                rt.exec(flow)
+            assert rt.wait_until_all_jobs_finished(60)
+        finally:
+            stop.set()
+            t.join(30)
+        m = rt.get_flow_metrics("burst-late")
+        assert not rt._late
+    assert not errors, errors[0]
+    assert m["jobs"] == {"total": n, "failed": n}
+    assert m["routines"]["sib"]["activations"] == n
+    assert m["routines"]["fail"]["errors"] == n

@@ -31,11 +31,13 @@ from routilux import (
     all_slots_ready_policy,
     hookimpl,
 )
+from routilux.errors import PauseTimeoutError
 from routilux.graph import job_to_dot, job_to_mermaid, routine_statuses
 from routilux.tracking import (
     InMemorySink,
     JsonLinesSink,
     TrackingRecord,
+    _hub,
     follow_payload,
     read_jsonl,
     summarize,
@@ -423,6 +425,53 @@ class TestRecords:
         assert failed.stopped is False
         assert memory.records(state.job_id)[-1].status == "completed"
 
+    def test_an_emits_queue_depth_samples(self, rt: Runtime, memory: InMemorySink) -> None:
+        """Every 64th record of a job, the emitted record is followed by one depth sample of
+        each target queue (packed by the recorder): the queue's length, the payload counted
+        in. The job is paused while the source emits, so the queues only grow."""
+        go = threading.Event()
+        n = 150
+
+        def emit_many(routine: Routine, sd: Any, pm: Any, js: Any) -> None:
+            assert go.wait(WAIT)
+            for i in range(n):
+                routine.emit("output", i=i)
+
+        flow = Flow(flow_id="depths")
+        flow.add_routine(build_routine(emit_many, slots=()), "src")
+        for rid, cap in (("left", 500), ("right", 400)):
+            r = build_routine(lambda *a: None, slots=(), events=())
+            r.add_slot("input", max_queue_length=cap)
+            flow.add_routine(r, rid)
+            flow.connect("src", "output", rid, "input")
+        state = rt.exec(flow)
+        with pytest.raises(PauseTimeoutError):  # (src is running: the job stays paused)
+            rt.pause_job(state.job_id, timeout=0.01)
+        go.set()
+        deadline = time.monotonic() + WAIT
+        while rt.get_job_metrics(state.job_id)["queue_depths"] != {
+                "left.input": n, "right.input": n} and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert rt.resume_job(state.job_id)
+        assert rt.wait_job(state.job_id, WAIT)
+        assert rt.tracking.flush(WAIT)
+        recs = memory.records(state.job_id)
+        assert [r.seq for r in recs] == list(range(1, len(recs) + 1))
+        emitted = [r for r in recs if r.kind == "payload.emitted"]
+        assert len(emitted) == n
+        at = {r.seq: r for r in recs}
+        due = [(k, e) for k, e in enumerate(emitted, 1) if e.seq % 64 == 0]
+        assert len(due) >= 2
+        samples = [r for r in recs if r.kind == "queue.depth"]
+        assert len(samples) == 2 * len(due)
+        for k, e in due:
+            # queue k-1 payloads long before this one is delivered: k with it
+            got = [at[e.seq + 1], at[e.seq + 2]]
+            assert [(d.kind, d.routine, d.slot, d.depth, d.capacity, d.ts) for d in got] == [
+                ("queue.depth", "left", "input", k, 500, e.ts),
+                ("queue.depth", "right", "input", k, 400, e.ts),
+            ]
+
     def test_pause_drops_resume_cancel(self, rt: Runtime, memory: InMemorySink) -> None:
         flow = Flow(flow_id="drops")
         r = build_routine(slots=())
@@ -535,6 +584,36 @@ class TestIsolation:
             assert rt.tracking.stats()["sink_errors"]["raises"] >= 1
         assert all(s.status is JobStatus.COMPLETED for s in states)
         assert [e["sink"] for e in logs if e["event"] == "tracking.sink_failed"] == ["raises"]
+
+    def test_a_chunk_that_fails_to_decode_does_not_stop_the_drain(
+        self, registry: FlowRegistry, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # A bug reading one chunk (not a sink's failure) loses that chunk, counted and logged
+        # once; the drain thread goes on: flush returns and later records are delivered.
+        memory = _Keep()
+        real = _hub.decode
+        calls = [0]
+
+        def decode_once_broken(*args: Any, **kwargs: Any) -> Any:
+            calls[0] += 1
+            if calls[0] == 1:
+                raise RuntimeError("a decoding bug")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(_hub, "decode", decode_once_broken)
+        with capture_logs() as logs, Runtime(
+            thread_pool_size=2, flow_registry=registry, tracking_sinks=[memory]
+        ) as rt:
+            lost = run(rt, chain("a"))
+            assert rt.tracking.flush(WAIT)
+            assert rt.tracking.stats()["sink_errors"] == {"<drain>": 1}
+            kept = run(rt, chain("a", "b"))
+            assert rt.tracking.flush(WAIT)
+            assert rt.tracking._thread is not None and rt.tracking._thread.is_alive()
+        assert {r.job_id for r in memory.records} == {kept.job_id}
+        assert lost.job_id != kept.job_id
+        assert [e["event"] for e in logs if e["event"].startswith("tracking.")] == [
+            "tracking.drain_failed"]
 
     def test_a_blocked_sink_does_not_slow_routines(self, registry: FlowRegistry) -> None:
         slow = Blocking()

@@ -448,7 +448,6 @@ def test_tracking_end_to_end_with_the_pure_python_recorder() -> None:
 
 
 
-
 @pytest.mark.parametrize("cls", CORES)
 def test_a_new_name_index_is_read_afresh(cls: type) -> None:
     """The compiled core remembers the last name it looked up; a tracker given another
@@ -461,3 +460,30 @@ def test_a_new_name_index_is_read_afresh(cls: type) -> None:
     core.nidx = {}
     assert core.emitted_fast(0, 0, "out", {}) == 4  # no index now: the slow path
     assert [r[2] for r in _unpack(core.buf)] == [0, 0, 7]
+
+
+@pytest.mark.parametrize("cls", CORES)
+def test_depth_samples_that_would_pass_the_bound_take_the_slow_path(cls: type) -> None:
+    """All of an emit's samples fit the queue's bound or none is packed (the slow path then
+    keeps or drops each record on its own)."""
+    core = _core(cls, tok=1, seq=_DEPTH_EVERY - 1, half=SIZE)
+    core.cap = 3 * SIZE  # room for the emitted record and two samples, not three
+    three = ((0, 0), (1, 1), (2, 0))
+    assert core.emitted_fast(0, 0, "out", {}, three) == _DEPTH_EVERY
+    assert (core.buf, core.seq) == (b"", _DEPTH_EVERY)
+    core.seq = _DEPTH_EVERY - 1
+    assert core.emitted_fast(0, 0, "out", {}, three[:2]) is None
+    assert [r[0] for r in _unpack(core.buf)] == [_wire.K_EMITTED, _wire.K_DEPTH, _wire.K_DEPTH]
+    assert core.seq == _DEPTH_EVERY + 2
+
+
+@pytest.mark.parametrize("cls", CORES)
+def test_names_alternating_between_calls_are_each_looked_up(cls: type) -> None:
+    core = _core(cls, tok=1, seq=0, half=1000)
+    for _ in range(2):
+        assert core.emitted_fast(0, 0, "out", {}) is None
+        assert core.started1(0, 1, 0, "in", {}, 1.0) is True
+        assert core.emitted_fast(0, 0, "done", {}) is None
+        assert core.emitted_fast(0, 0, "unknown", {}) is not None
+    assert [r[2] for r in _unpack(core.buf)] == [0, _wire.NAME_MAX, 1] * 2
+

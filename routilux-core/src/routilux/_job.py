@@ -385,7 +385,8 @@ class Job:
             tracker = self.tracker
             if tracker is not None:
                 # (``JobTracker.emitted``, one call less: the compiled recorder's fast path,
-                # then the slow one if the queue is past half or a depth sample is due)
+                # with its depth samples; the slow one if the queue is past half or a field
+                # does not fit the packed form)
                 tseq = tracker.emitted_fast(act.ri, act.seq, event, payload, targets)
                 if tseq is not None:
                     tracker.emitted_at(tseq, act, event, payload, targets)
@@ -1121,7 +1122,7 @@ class Job:
         if not self.settled:
             self.settled = True
             self._notify_locked()
-            self.runtime._settle(+1)
+            self.runtime._settle(+1, self)
             if self.waiters is not None:
                 self._release_waiters_locked()
 

@@ -192,6 +192,10 @@ class Runtime:
         # Numbers the jobs folded into their flow's trackers (runtime lock), so a snapshot
         # knows which held jobs its trackers already count (``ExecutionTracker.snapshot``).
         self._fold_seq = 0
+        # Failed or cancelled jobs forgotten while one of their activations still ran: folded
+        # when that activation ends and the job settles (``_settle``), counted as held until
+        # then (runtime lock). At most one per running activation.
+        self._late: set[Job] = set()
         if not isinstance(tracking_queue_size, int) or tracking_queue_size < 2:
             raise ConfigurationError(
                 f"tracking_queue_size must be an integer >= 2, got {tracking_queue_size!r}"
@@ -277,8 +281,12 @@ class Runtime:
         else:
             self._grow()
 
-    def _settle(self, delta: int) -> None:
+    def _settle(self, delta: int, job: Job | None = None) -> None:
         with self._hot:
+            if job is not None and self._late and job in self._late:
+                # its last activation has ended: its counters are final now
+                self._late.discard(job)
+                self._fold(job)
             self._unsettled -= delta
             # Waiters: ``wait_until_all_jobs_finished``/``await_all`` (all settled) and, once
             # closed, ``shutdown`` (every job settled or paused): a waiting caller is not woken
@@ -341,7 +349,13 @@ class Runtime:
         job = self._jobs.get(job_id)
         if job is not None and job.stopped:  # (not a live job that continued this id)
             del self._jobs[job_id]
-            self._fold(job)
+            if job.settled:
+                self._fold(job)
+            else:
+                # A failed or cancelled job with an activation still running, which has yet
+                # to write its counters: folded when it ends (``_settle``, which a settling
+                # job calls under this lock, after ``settled`` is set), held until then.
+                self._late.add(job)
             job.state._live = None
             # (a failed or cancelled job may still have an activation running, whose durable
             # commit reads ``views[ri]``: keep one entry per routine, without the views)
@@ -775,6 +789,8 @@ class Runtime:
         """
         with self._lock:
             jobs = [j for j in self._jobs.values() if flow_name in (j.flow_name, j.plan.flow_id)]
+            if self._late:
+                jobs += [j for j in self._late if flow_name in (j.flow_name, j.plan.flow_id)]
             tracker = self._flow_trackers.get(flow_name)
         if tracker is None:
             tracker = ExecutionTracker(flow_name)

@@ -113,24 +113,26 @@ check_buf(TrackerCore *self)
     return 0;
 }
 
-/* The address of one new record's bytes at the end of the bytearray ``buf``, its size raised
- * by REC_SIZE; NULL with an exception set on failure. The array keeps its allocation when the
- * drain empties it (``take``) and grows by doubling, up to the queue's bound plus a record, so
- * after the first fill the hot path writes into memory already touched. */
+/* The address of ``k`` new records' bytes at the end of the bytearray ``buf``, its size raised
+ * by ``k * REC_SIZE``; NULL with an exception set on failure (then nothing is added). The
+ * array keeps its allocation when the drain empties it (``take``) and grows by doubling, up
+ * to the queue's bound plus the records being added, so after the first fill the hot path
+ * writes into memory already touched. */
 static char *
-reserve(PyObject *buf, Py_ssize_t cap)
+reserve_k(PyObject *buf, Py_ssize_t cap, Py_ssize_t k)
 {
     PyByteArrayObject *b = (PyByteArrayObject *)buf;
     Py_ssize_t n = Py_SIZE(b);
     Py_ssize_t used = n + (b->ob_start - b->ob_bytes);
+    Py_ssize_t size = k * REC_SIZE;
     char *p;
-    if (b->ob_bytes == NULL || b->ob_alloc - used - 1 < REC_SIZE) {
-        Py_ssize_t want = 2 * (n + REC_SIZE);
-        if (want > cap + REC_SIZE) {
-            want = cap + REC_SIZE;
+    if (b->ob_bytes == NULL || b->ob_alloc - used - 1 < size) {
+        Py_ssize_t want = 2 * (n + size);
+        if (want > cap + size) {
+            want = cap + size;
         }
-        if (want < n + REC_SIZE) {
-            want = n + REC_SIZE;
+        if (want < n + size) {
+            want = n + size;
         }
         if (want < 4096) {
             want = 4096;
@@ -142,9 +144,16 @@ reserve(PyObject *buf, Py_ssize_t cap)
         Py_SET_SIZE(b, n); /* the allocation stays */
     }
     p = b->ob_start + n;
-    Py_SET_SIZE(b, n + REC_SIZE);
-    b->ob_start[n + REC_SIZE] = '\0'; /* a bytearray's trailing NUL */
+    Py_SET_SIZE(b, n + size);
+    b->ob_start[n + size] = '\0'; /* a bytearray's trailing NUL */
     return p;
+}
+
+/* One record's bytes (see ``reserve_k``). */
+static char *
+reserve(PyObject *buf, Py_ssize_t cap)
+{
+    return reserve_k(buf, cap, 1);
 }
 
 static void
@@ -318,9 +327,7 @@ core_emitted(TrackerCore *self, PyObject *const *args, Py_ssize_t nargs)
     targets = nargs == 5 ? args[4] : NULL;
     seq = ++self->seq;
     depth = seq % DEPTH_EVERY == 0;
-    if ((depth && !depth_targets(self, targets))
-        || PyByteArray_GET_SIZE(self->buf) >= self->half
-        || self->tok < 0 || self->tok > TOK_MAX) {
+    if (PyByteArray_GET_SIZE(self->buf) >= self->half || self->tok < 0 || self->tok > TOK_MAX) {
         return PyLong_FromSsize_t(seq);
     }
     nm = name_index(self, args[2]);
@@ -330,7 +337,20 @@ core_emitted(TrackerCore *self, PyObject *const *args, Py_ssize_t nargs)
     if (nm < 0) {
         return PyLong_FromSsize_t(seq);
     }
-    if (now(&t) < 0 || (p = reserve(self->buf, self->cap)) == NULL) {
+    if (now(&t) < 0) {
+        return NULL;
+    }
+    /* Last, right before the bytes are reserved and filled: nothing from here on runs Python
+     * code, so the targets and queues checked are the ones read (a name lookup above may run
+     * some, with an odd name index). All the samples fit the queue's bound, or none is
+     * packed: the slow path bounds each record on its own. */
+    if (depth && (!depth_targets(self, targets)
+                  || PyByteArray_GET_SIZE(self->buf)
+                     + (1 + PyTuple_GET_SIZE(targets)) * REC_SIZE > self->cap)) {
+        return PyLong_FromSsize_t(seq);
+    }
+    if ((p = reserve_k(self->buf, self->cap, depth ? 1 + PyTuple_GET_SIZE(targets) : 1))
+        == NULL) {
         return NULL;
     }
     fill(p, K_EMITTED, 0, nm, self->tok, seq, t, 0.0, aseq, ri,
@@ -340,13 +360,11 @@ core_emitted(TrackerCore *self, PyObject *const *args, Py_ssize_t nargs)
         Py_ssize_t i, n = PyTuple_GET_SIZE(targets), qi;
         for (i = 0; i < n; i++) {
             qi = PyLong_AsSsize_t(PyTuple_GET_ITEM(PyTuple_GET_ITEM(targets, i), 1));
-            if ((p = reserve(self->buf, self->cap)) == NULL) {
-                return NULL;
-            }
-            seq = ++self->seq;
-            fill(p, K_DEPTH, 0, 0, self->tok, seq, t, 0.0,
-                 (int64_t)PyObject_Size(PyList_GET_ITEM(self->queues, qi)) + 1, qi, 0);
+            p += REC_SIZE;
+            fill(p, K_DEPTH, 0, 0, self->tok, seq + 1 + i, t, 0.0,
+                 (int64_t)Py_SIZE(PyList_GET_ITEM(self->queues, qi)) + 1, qi, 0);
         }
+        self->seq = seq + n;
     }
     Py_RETURN_NONE;
 }

@@ -6,13 +6,13 @@ an activation's start and finish) is written as one fixed-size packed record (56
 tracking/_wire.py) at the end of the hub's ``bytearray`` queue, under the job lock it already
 holds, by the compiled recorder (tracking/_crec.c) or its pure-Python twin: no Python object
 is made per record, nothing is formatted or hashed, no thread is woken per message. Rare
-records (job lifecycle, failures, queue depths, drops) are kept as one tuple in a side
-dictionary under a key that a packed ``K_OBJ`` marker in the queue names, so the queue's
-order stays the records' order. One daemon thread drains the queue in chunks (a copy of its
-bytes; the queue keeps its memory), turns them into records (resolving payload lineage by
-object identity) and hands them to the sinks. A sink that only keeps records
-(:class:`~routilux.tracking.InMemorySink`) keeps the packed chunks and builds records when
-read.
+records (job lifecycle, failures, drops, queue depths other than an emit's samples) are
+kept as one tuple in a side dictionary under a key that a packed ``K_OBJ`` marker in the
+queue names, so the queue's order stays the records' order. One daemon thread drains the
+queue in chunks (a copy of its bytes; the queue keeps its memory), turns them into records
+(resolving payload lineage by object identity) and hands them to the sinks. A sink that
+only keeps records (:class:`~routilux.tracking.InMemorySink`) keeps the packed chunks and
+builds records when read.
 """
 
 from __future__ import annotations
@@ -152,20 +152,25 @@ class _PyTrackerCore:
         self.seq = seq = self.seq + 1
         buf = self.buf
         tok = self.tok
-        depth = not seq % _DEPTH_EVERY
-        if ((not depth or self._depth_targets(targets)) and len(buf) < self.half
-                and 0 <= tok <= TOK_MAX):
+        if len(buf) < self.half and 0 <= tok <= TOK_MAX:
             nm = self.nidx.get(event) if type(event) is str else None
             if nm is not None and 0 <= nm <= NAME_MAX:
                 t = _pc()
-                buf += _pack(K_EMITTED, 0, nm, tok, seq, t, 0.0, aseq, ri, id(payload))
-                if depth:
+                if seq % _DEPTH_EVERY:
+                    buf += _pack(K_EMITTED, 0, nm, tok, seq, t, 0.0, aseq, ri, id(payload))
+                    return None
+                # a sample is due: all of it within the queue's bound, or the slow path
+                if (self._depth_targets(targets)
+                        and len(buf) + (1 + len(targets)) * REC_SIZE <= self.cap):
                     queues = self.queues
+                    rec = [_pack(K_EMITTED, 0, nm, tok, seq, t, 0.0, aseq, ri, id(payload))]
                     for _, qi in targets:
-                        self.seq = seq = seq + 1
-                        buf += _pack(K_DEPTH, 0, 0, tok, seq, t, 0.0, len(queues[qi]) + 1, qi,
-                                     0)
-                return None
+                        seq += 1
+                        rec.append(_pack(K_DEPTH, 0, 0, tok, seq, t, 0.0, len(queues[qi]) + 1,
+                                         qi, 0))
+                    buf += b"".join(rec)
+                    self.seq = seq
+                    return None
         return seq
 
     def pair(self, ri: int, t1: float, t0: float, aseq: int, nseq: int, payload: Any) -> bool:
@@ -627,10 +632,17 @@ class TrackingHub:
                     data = _take(buf)
                     n = len(data)
                     self._pulled += n
-                self._dispatch((data, _objects(data, self._objs)), ended)
-                with done:
-                    self._taken += n
-                    done.notify_all()
+                try:
+                    self._dispatch((data, _objects(data, self._objs)), ended)
+                except Exception:
+                    # A bug in reading the chunk (each sink's own failure is caught in
+                    # ``_call``): its records are lost, counted, and the thread goes on, so
+                    # later records are still delivered and ``flush`` callers still return.
+                    self._drain_failed(data)
+                finally:
+                    with done:
+                        self._taken += n
+                        done.notify_all()
             self._report_drops()
             if self._closed and not buf:
                 return
@@ -658,6 +670,12 @@ class TrackingHub:
             finished.append(pop())
         while len(finished) > _KEEP_FINISHED_INFOS:
             self._infos.pop(finished.popleft(), None)
+
+    def _drain_failed(self, data: bytes) -> None:
+        n = self._errors.get("<drain>", 0)
+        self._errors["<drain>"] = n + 1
+        if n == 0:  # (once: a broken reader must not flood the logs)
+            _log.exception("tracking.drain_failed", bytes=len(data))
 
     def _call(self, sink: Any, fn: Callable[[Any], Any], arg: Any) -> None:
         try:
