@@ -54,7 +54,7 @@ FULL: dict[str, dict[str, int]] = {
 }
 QUICK: dict[str, dict[str, int]] = {
     "W1": {"payloads": 1_000, "hops": 10},
-    "W1t": {"payloads": 1_000, "hops": 10, "pairs": 3},
+    "W1t": {"payloads": 1_000, "hops": 10, "pairs": 4},
     "W1s": {"payloads": 300, "hops": 10},
     "W2": {"jobs": 300, "warmup": 30},
     "W3": {"jobs": 200, "pool": 50, "sleep_ms": 50},

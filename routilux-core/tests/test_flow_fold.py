@@ -373,3 +373,55 @@ def test_failed_jobs_forgotten_in_a_burst_while_their_siblings_run_lose_nothing(
     assert m["jobs"] == {"total": n, "failed": n}
     assert m["routines"]["sib"]["activations"] == n
     assert m["routines"]["fail"]["errors"] == n
+
+
+def test_a_failed_job_continued_while_an_activation_runs_still_counts_it() -> None:
+    """The same for a failed job whose id ``exec`` continues (from a copy saved while it
+    ran) before its other activation ends: the old job is folded when that activation
+    ends, the continuation counts on its own."""
+    from routilux.job_state import JobState
+
+    running, release, saved = threading.Event(), threading.Event(), threading.Event()
+
+    class Slow(Routine):
+        def __init__(self) -> None:
+            super().__init__()
+
+            def logic(sd: dict[str, Any], m: Any, js: Any) -> None:
+                running.set()
+                assert release.wait(30)
+
+            self.set_logic(logic)
+
+    class Fail(Routine):
+        def __init__(self) -> None:
+            super().__init__()
+
+            def logic(sd: dict[str, Any], m: Any, js: Any) -> None:
+                assert running.wait(30) and saved.wait(30)
+                raise ValueError("boom")
+
+            self.set_logic(logic)
+
+    flow = Flow(flow_id="late-continued")
+    flow.add_routine(Slow(), "slow")
+    flow.add_routine(Fail(), "fail")
+    with Runtime(thread_pool_size=4, flow_registry=FlowRegistry(), max_finished_jobs=10) as rt:
+        job = rt.exec(flow)
+        assert running.wait(30)
+        copy = JobState.from_dict(job.to_dict())  # saved while both activations run
+        saved.set()
+        deadline = time.monotonic() + 30
+        while job.status is not JobStatus.FAILED and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert job.status is JobStatus.FAILED
+        again = rt.exec(flow, job_state=copy)  # continues the id; ``slow`` still runs
+        assert again.job_id == job.job_id
+        release.set()
+        assert rt.wait_until_all_jobs_finished(30)
+        m = rt.get_flow_metrics("late-continued")
+        assert not rt._late
+    assert m["jobs"] == {"total": 2, "failed": 2}
+    # both jobs ran both routines (was 1 for ``slow``: the first job's folded too early)
+    assert m["routines"]["slow"]["activations"] == 2
+    assert m["routines"]["fail"]["errors"] == 2

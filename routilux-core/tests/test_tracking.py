@@ -592,21 +592,21 @@ class TestIsolation:
         # once; the drain thread goes on: flush returns and later records are delivered.
         memory = _Keep()
         real = _hub.decode
-        calls = [0]
+        broken = [True]  # every chunk fails to decode until the first job is flushed
 
-        def decode_once_broken(*args: Any, **kwargs: Any) -> Any:
-            calls[0] += 1
-            if calls[0] == 1:
+        def decode_broken(*args: Any, **kwargs: Any) -> Any:
+            if broken[0]:
                 raise RuntimeError("a decoding bug")
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(_hub, "decode", decode_once_broken)
+        monkeypatch.setattr(_hub, "decode", decode_broken)
         with capture_logs() as logs, Runtime(
             thread_pool_size=2, flow_registry=registry, tracking_sinks=[memory]
         ) as rt:
             lost = run(rt, chain("a"))
             assert rt.tracking.flush(WAIT)
-            assert rt.tracking.stats()["sink_errors"] == {"<drain>": 1}
+            assert rt.tracking.stats()["sink_errors"]["<drain>"] >= 1
+            broken[0] = False
             kept = run(rt, chain("a", "b"))
             assert rt.tracking.flush(WAIT)
             assert rt.tracking._thread is not None and rt.tracking._thread.is_alive()

@@ -324,7 +324,7 @@ class Runtime:
             if self._jobs.get(job.job_id) is not job:
                 # ``exec`` continued this job (a saved copy) before it got here: the new job
                 # holds the id and the retention slot; this one is only folded, once
-                self._fold(job)
+                self._fold_settled(job)
                 return
             # (the time is read only for the age limit)
             now = 0.0 if self._finished_ttl is None else time.monotonic()
@@ -349,17 +349,22 @@ class Runtime:
         job = self._jobs.get(job_id)
         if job is not None and job.stopped:  # (not a live job that continued this id)
             del self._jobs[job_id]
-            if job.settled:
-                self._fold(job)
-            else:
-                # A failed or cancelled job with an activation still running, which has yet
-                # to write its counters: folded when it ends (``_settle``, which a settling
-                # job calls under this lock, after ``settled`` is set), held until then.
-                self._late.add(job)
+            self._fold_settled(job)
             job.state._live = None
             # (a failed or cancelled job may still have an activation running, whose durable
             # commit reads ``views[ri]``: keep one entry per routine, without the views)
             job.views = job.plan.no_views  # type: ignore[assignment]
+
+    def _fold_settled(self, job: Job) -> None:
+        """Fold an ended job this runtime lets go of (runtime lock held): now if it is
+        settled, else when it settles. A failed or cancelled job may still have an activation
+        running, which has yet to write its counters: it is kept in ``_late`` (counted as held
+        by ``get_flow_metrics``) and folded by ``_settle``, which a settling job calls under
+        this lock after setting ``settled``."""
+        if job.settled:
+            self._fold(job)
+        else:
+            self._late.add(job)
 
     def _fold(self, job: Job) -> None:
         """Keep a job's statistics in its flow's tracker (runtime lock held): the tracker of
@@ -528,7 +533,7 @@ class Runtime:
                     # The ended job this one continues (a saved copy, or the store's record)
                     # leaves the retention order, or evicting it would forget this live job.
                     if self._finished.pop(state.job_id, None) is not None:
-                        self._fold(old)
+                        self._fold_settled(old)
                 self._jobs[state.job_id] = job
                 self._unsettled += 1
             finally:

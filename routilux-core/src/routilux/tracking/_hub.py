@@ -597,7 +597,8 @@ class TrackingHub:
 
     def flush(self, timeout: float | None = 10.0) -> bool:
         """Deliver every record queued before this call; False if ``timeout`` passed first
-        (a sink is slow) or no drain thread runs."""
+        (a sink is slow) or no drain thread runs. (A chunk the drain thread failed to read
+        counts as handled: it is counted in ``stats()["sink_errors"]["<drain>"]``.)"""
         thread = self._thread
         if thread is None or not thread.is_alive():
             return self._thread is None and not self._buf
