@@ -429,10 +429,11 @@ class TestRecords:
         """Every 64th record of a job, the emitted record is followed by one depth sample of
         each target queue (packed by the recorder): the queue's length, the payload counted
         in. The job is paused while the source emits, so the queues only grow."""
-        go = threading.Event()
+        running, go = threading.Event(), threading.Event()
         n = 150
 
         def emit_many(routine: Routine, sd: Any, pm: Any, js: Any) -> None:
+            running.set()
             assert go.wait(WAIT)
             for i in range(n):
                 routine.emit("output", i=i)
@@ -445,6 +446,7 @@ class TestRecords:
             flow.add_routine(r, rid)
             flow.connect("src", "output", rid, "input")
         state = rt.exec(flow)
+        assert running.wait(WAIT)
         with pytest.raises(PauseTimeoutError):  # (src is running: the job stays paused)
             rt.pause_job(state.job_id, timeout=0.01)
         go.set()
