@@ -251,11 +251,13 @@ def test_a_flow_tracker_made_again_counts_the_held_jobs_of_its_predecessor(
         assert rt.get_flow_metrics("B")["jobs"]["total"] == 1
 
 
-def test_a_failed_job_forgotten_while_an_activation_runs_still_counts_it() -> None:
-    """A failed job is folded when forgotten; one forgotten while another of its activations
-    still runs is folded when that activation ends (it writes its counters after the job
-    failed), and snapshots count it all along: nothing of it is lost or counted twice."""
-    running, release = threading.Event(), threading.Event()
+def _slow_and_failing(
+    flow_id: str, running: threading.Event, release: threading.Event,
+    gate: threading.Event | None = None,
+) -> Flow:
+    """``slow`` (sets ``running``, then runs until ``release``) beside ``fail`` (raises once
+    ``slow`` runs and ``gate``, if given, is set): a job that fails with an activation still
+    running."""
 
     class Slow(Routine):
         def __init__(self) -> None:
@@ -272,19 +274,29 @@ def test_a_failed_job_forgotten_while_an_activation_runs_still_counts_it() -> No
             super().__init__()
 
             def logic(sd: dict[str, Any], m: Any, js: Any) -> None:
-                assert running.wait(30)  # (fails once ``slow`` runs)
+                assert running.wait(30) and (gate is None or gate.wait(30))
                 raise ValueError("boom")
 
             self.set_logic(logic)
+
+    flow = Flow(flow_id=flow_id)
+    flow.add_routine(Slow(), "slow")
+    flow.add_routine(Fail(), "fail")
+    return flow
+
+
+def test_a_failed_job_forgotten_while_an_activation_runs_still_counts_it() -> None:
+    """A failed job is folded when forgotten; one forgotten while another of its activations
+    still runs is folded when that activation ends (it writes its counters after the job
+    failed), and snapshots count it all along: nothing of it is lost or counted twice."""
+    running, release = threading.Event(), threading.Event()
 
     class Quick(Routine):
         def __init__(self) -> None:
             super().__init__()
             self.set_logic(lambda sd, m, js: None)
 
-    flow = Flow(flow_id="late")
-    flow.add_routine(Slow(), "slow")
-    flow.add_routine(Fail(), "fail")
+    flow = _slow_and_failing("late", running, release)
     other = Flow(flow_id="other")
     other.add_routine(Quick(), "q")
     with Runtime(thread_pool_size=3, flow_registry=FlowRegistry(), max_finished_jobs=1) as rt:
@@ -387,30 +399,7 @@ def test_a_failed_job_continued_while_an_activation_runs_still_counts_it() -> No
     from routilux.job_state import JobState
 
     running, release, saved = threading.Event(), threading.Event(), threading.Event()
-
-    class Slow(Routine):
-        def __init__(self) -> None:
-            super().__init__()
-
-            def logic(sd: dict[str, Any], m: Any, js: Any) -> None:
-                running.set()
-                assert release.wait(30)
-
-            self.set_logic(logic)
-
-    class Fail(Routine):
-        def __init__(self) -> None:
-            super().__init__()
-
-            def logic(sd: dict[str, Any], m: Any, js: Any) -> None:
-                assert running.wait(30) and saved.wait(30)
-                raise ValueError("boom")
-
-            self.set_logic(logic)
-
-    flow = Flow(flow_id="late-continued")
-    flow.add_routine(Slow(), "slow")
-    flow.add_routine(Fail(), "fail")
+    flow = _slow_and_failing("late-continued", running, release, saved)
     with Runtime(thread_pool_size=4, flow_registry=FlowRegistry(), max_finished_jobs=10) as rt:
         job = rt.exec(flow)
         assert running.wait(30)
