@@ -779,7 +779,9 @@ def _ramp(res: Result, starts: list[float], t0: float, pool: int, wall: float,
     """W3's ramp: when the pool's last thread ran its first activation (the pool has grown
     and every thread runs one), and the wall time after that against the ideal. The wall is
     that start plus the run's sleeps in a row; the ramp is mostly thread starts."""
-    first_wave = sorted(starts)[pool - 1] - t0
+    if not starts:
+        return
+    first_wave = sorted(starts)[min(pool, len(starts)) - 1] - t0
     res.metrics["ramp_ms"] = first_wave * 1e3
     res.metrics["after_ramp_over_ideal"] = (wall - first_wave) / ideal
 
