@@ -34,7 +34,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from queue import SimpleQueue
-from typing import Any
+from typing import Any, ClassVar
 
 pc = time.perf_counter
 
@@ -281,11 +281,13 @@ def make_routines() -> dict[str, type]:
             self.set_logic(logic)
 
     class Sleeper(Routine):
-        """Sleeps ``sleep`` seconds per activation, tracking how many run at once."""
+        """Sleeps ``sleep`` seconds per activation, tracking how many run at once and when
+        each started."""
 
         active = 0
         peak = 0
         lock = threading.Lock()
+        starts: ClassVar[list[float]] = []
 
         def __init__(self) -> None:
             super().__init__()
@@ -295,6 +297,7 @@ def make_routines() -> dict[str, type]:
             def logic(slot_data: Any, message: Any, job_state: Any) -> None:
                 cls = type(self)
                 with cls.lock:
+                    cls.starts.append(pc())
                     cls.active += 1
                     cls.peak = max(cls.peak, cls.active)
                 time.sleep(self.get_config("sleep"))
@@ -600,7 +603,7 @@ def w2_routilux(size: dict[str, int], res: Result) -> None:
             rt.wait_job(rt.exec(flow, entry_params={"i": i}).job_id, 10)
         rt.wait_until_all_jobs_finished(30)
         # burst
-        starts: list[float] = []
+        starts: ClassVar[list[float]] = []
         jobs: list[Any] = []
         u0 = usage()
         t0 = pc()
@@ -766,17 +769,32 @@ def w3_routilux(size: dict[str, int], res: Result) -> None:
     ideal = n / pool * sleep
     res.metrics["wall_s"] = wall
     res.metrics["wall_over_ideal"] = wall / ideal
+    _ramp(res, R["Sleeper"].starts, t0, pool, wall, ideal)
     res.metrics["peak_concurrent"] = R["Sleeper"].peak
     res.check(R["Sleeper"].peak <= pool, f"{R['Sleeper'].peak} activations ran at once > {pool}")
+
+
+def _ramp(res: Result, starts: list[float], t0: float, pool: int, wall: float,
+          ideal: float) -> None:
+    """W3's ramp: when the pool's last thread ran its first activation (the pool has grown
+    and every thread runs one), and the wall time after that against the ideal. The wall is
+    that start plus the run's sleeps in a row; the ramp is mostly thread starts."""
+    if not starts:
+        return
+    first_wave = sorted(starts)[min(pool, len(starts)) - 1] - t0
+    res.metrics["ramp_ms"] = first_wave * 1e3
+    res.metrics["after_ramp_over_ideal"] = (wall - first_wave) / ideal
 
 
 def w3_stdlib(size: dict[str, int], res: Result) -> None:
     n, pool, sleep = size["jobs"], size["pool"], size["sleep_ms"] / 1e3
     lock = threading.Lock()
     active = [0, 0]
+    starts: list[float] = []
 
     def job(i: int) -> int:
         with lock:
+            starts.append(pc())
             active[0] += 1
             active[1] = max(active[1], active[0])
         time.sleep(sleep)
@@ -794,6 +812,7 @@ def w3_stdlib(size: dict[str, int], res: Result) -> None:
     ideal = n / pool * sleep
     res.metrics["wall_s"] = wall
     res.metrics["wall_over_ideal"] = wall / ideal
+    _ramp(res, starts, t0, pool, wall, ideal)
     res.metrics["peak_concurrent"] = active[1]
 
 
