@@ -603,7 +603,7 @@ def w2_routilux(size: dict[str, int], res: Result) -> None:
             rt.wait_job(rt.exec(flow, entry_params={"i": i}).job_id, 10)
         rt.wait_until_all_jobs_finished(30)
         # burst
-        starts: ClassVar[list[float]] = []
+        starts: list[float] = []
         jobs: list[Any] = []
         u0 = usage()
         t0 = pc()
