@@ -390,8 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         meta["stdlib_w1_us_per_hop"] = gauge
         print(f"Host speed: the stdlib router's W1 hop took {fmt(gauge)} µs in this run (the "
               f"issue's reference: ~{fmt(REFERENCE_STDLIB_HOP_US)} µs, the speed its absolute "
-              "targets were set at; this VM drifts ±40%, so read a target near its line "
-              "beside the stdlib column)")
+              "targets were set at; read a figure near its line beside the stdlib column)")
         print()
     if dask_rows:
         print("Dask executor (routilux-dask, LocalCluster of 2 worker processes):")
